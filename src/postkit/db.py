@@ -1,0 +1,162 @@
+"""Database URLs, the async engine and the per-request session.
+
+Nothing here runs at import time: a :class:`Database` is built by each :class:`~postkit.PostKit`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+if TYPE_CHECKING:
+    from postkit.settings import PostKitSettings
+
+__all__ = ["Database", "normalize_database_url"]
+
+_POSTGRES_NAMES = {"postgres", "postgresql", "postgresql+asyncpg"}
+_SQLITE_NAMES = {"sqlite", "sqlite+aiosqlite"}
+
+
+def normalize_database_url(url: str) -> str:
+    """Return ``url`` rewritten for postkit's async drivers, or raise ``ValueError``.
+
+    ``postgres://`` (Heroku and most hosts) and ``postgresql://`` become ``postgresql+asyncpg://``,
+    with libpq's ``sslmode`` turned into asyncpg's ``ssl``; ``sqlite://`` becomes
+    ``sqlite+aiosqlite://``. Any other scheme is refused with a message that says what is accepted.
+    """
+    url = url.strip()
+    if not url:
+        raise ValueError("must not be empty")
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise ValueError(
+            "is not a database URL (expected e.g. postgresql://user:pass@host/db "
+            "or sqlite:///./postkit.db)"
+        ) from exc
+    name = parsed.drivername.lower()
+    if name in _POSTGRES_NAMES:
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+        if "sslmode" in parsed.query:
+            query = dict(parsed.query)
+            query["ssl"] = query.pop("sslmode")
+            parsed = parsed.set(query=query)
+    elif name in _SQLITE_NAMES:
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif name.startswith(("postgresql+", "sqlite+")):
+        driver = name.split("+", 1)[1]
+        raise ValueError(
+            f"uses the {driver!r} driver; postkit is async and needs asyncpg (PostgreSQL) or "
+            "aiosqlite (SQLite): drop the driver from the scheme and postkit picks the right one"
+        )
+    else:
+        raise ValueError(
+            f"has the unsupported scheme {parsed.drivername!r}; use postgresql://, postgres:// "
+            "or sqlite:///"
+        )
+    return parsed.render_as_string(hide_password=False)
+
+
+def is_sqlite(url: str | URL) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def _is_memory_sqlite(url: URL) -> bool:
+    return url.database in (None, "", ":memory:") or "mode=memory" in str(url)
+
+
+def create_engine_for(
+    url: str,
+    *,
+    echo: bool = False,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    pool_timeout: float = 10.0,
+    connect_timeout: float = 5.0,
+    statement_cache_size: int = 100,
+) -> AsyncEngine:
+    """Build an :class:`AsyncEngine` with the options postkit relies on for ``url``."""
+    parsed = make_url(url)
+    kwargs: dict[str, Any] = {"echo": echo}
+    if parsed.get_backend_name() == "sqlite":
+        kwargs["connect_args"] = {"timeout": 30}
+        if _is_memory_sqlite(parsed):
+            kwargs["poolclass"] = StaticPool
+        engine = create_async_engine(parsed, **kwargs)
+        event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
+        return engine
+    kwargs.update(
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=pool_timeout,
+        pool_pre_ping=True,
+        connect_args={
+            "timeout": connect_timeout,
+            "command_timeout": 60,
+            "statement_cache_size": statement_cache_size,
+            "server_settings": {"application_name": "postkit"},
+        },
+    )
+    if statement_cache_size == 0:
+        # Behind PgBouncer in transaction mode SQLAlchemy's own prepared statement cache must go too.
+        kwargs["connect_args"]["prepared_statement_cache_size"] = 0
+    return create_async_engine(parsed, **kwargs)
+
+
+def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+class Database:
+    """The engine and session factory of one :class:`~postkit.PostKit`."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sessionmaker = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+    @classmethod
+    def from_settings(cls, settings: PostKitSettings) -> Database:
+        return cls(
+            create_engine_for(
+                settings.database_url,
+                echo=settings.database_echo,
+                pool_size=settings.database_pool_size,
+                max_overflow=settings.database_max_overflow,
+                pool_timeout=settings.database_pool_timeout,
+                connect_timeout=settings.database_connect_timeout,
+                statement_cache_size=settings.database_statement_cache_size,
+            )
+        )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """FastAPI dependency: one session per request, committed on success, rolled back on error.
+
+        Services commit themselves where a write must be durable before "after" hooks run; the
+        commit here makes any remaining work durable before the response is sent.
+        """
+        async with self.sessionmaker() as session:
+            try:
+                yield session
+            except BaseException:
+                await session.rollback()
+                raise
+            else:
+                if session.in_transaction():
+                    await session.commit()
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,190 @@
+"""The hooks a postkit plugin may implement.
+
+Hooks are called with keyword arguments, so a plugin implements only the parameters it needs, and
+a hook may gain parameters without breaking existing plugins. An implementation may be a plain
+function or a coroutine function: postkit awaits whatever it returns when that is awaitable.
+
+"First answer wins" hooks (:func:`can_modify_post`, :func:`vote_weight`) are resolved by postkit:
+implementations run in pluggy's order (most recently registered first, ``tryfirst`` before,
+``trylast`` after) and the first one whose awaited answer is not ``None`` decides. postkit's own
+behaviour is registered as default plugins marked ``trylast``, so a host's plugin runs before it.
+
+"after" hooks run once the write is committed; an exception in one is logged and does not undo
+the write.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+    from sqlalchemy.sql.elements import ColumnElement
+
+    from postkit.models import Post, User
+
+__all__ = ["PROJECT_NAME", "hookimpl", "hookspec"]
+
+PROJECT_NAME = "postkit"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+# --- Posts --------------------------------------------------------------------------------------
+
+
+@hookspec
+def validate_post(
+    data: dict[str, Any], user: User, existing: Post | None
+) -> None | Awaitable[None]:
+    """Check a post before it is created or updated; raise :class:`~postkit.PostRejected` to refuse.
+
+    :param data: the fields being written (``title``, ``content``, ``published``); on a partial
+        update only the fields the client sent. May be changed in place to normalise input.
+    :param user: the user making the change.
+    :param existing: the post being updated, or ``None`` on create.
+    """
+
+
+@hookspec
+def before_post_save(post: Post, user: User) -> None | Awaitable[None]:
+    """Adjust a post just before it is written, by changing ``post`` in place.
+
+    :param post: the post about to be flushed (new or updated), inside the request's transaction.
+    :param user: the user making the change.
+    """
+
+
+@hookspec
+def after_post_create(post: Post, user: User) -> None | Awaitable[None]:
+    """Called after a new post is committed (notifications, indexing, audit).
+
+    :param post: the committed post.
+    :param user: its author.
+    """
+
+
+@hookspec
+def after_post_update(post: Post, user: User, changes: dict[str, Any]) -> None | Awaitable[None]:
+    """Called after an update to a post is committed.
+
+    :param post: the post as committed.
+    :param user: the user who changed it.
+    :param changes: the fields that were written, with their new values.
+    """
+
+
+@hookspec
+def after_post_delete(post: Post, user: User) -> None | Awaitable[None]:
+    """Called after a post is deleted and the deletion committed.
+
+    :param post: the deleted post (detached; its attributes still readable).
+    :param user: the user who deleted it.
+    """
+
+
+@hookspec
+def can_modify_post(post: Post, user: User, action: str) -> bool | None | Awaitable[bool | None]:
+    """Decide whether ``user`` may change ``post``. First non-``None`` answer wins.
+
+    :param post: the post to be changed.
+    :param user: the user asking.
+    :param action: ``"update"`` or ``"delete"``.
+    :returns: ``True`` to allow, ``False`` to refuse (403), ``None`` to leave it to the next
+        plugin. The built-in default allows the owner only.
+    """
+
+
+@hookspec
+def post_query_filters(
+    user: User | None,
+) -> list[ColumnElement[bool]] | None | Awaitable[list[ColumnElement[bool]] | None]:
+    """Return SQL filter expressions added to every query that reads posts (tenancy, moderation).
+
+    :param user: the reader, or ``None`` for an anonymous reader (when ``public_reads`` is on).
+    :returns: a list of SQLAlchemy boolean expressions over :class:`~postkit.models.Post` columns,
+        all of which must hold for a post to be visible; or ``None``. A post filtered out answers
+        404, like one that does not exist.
+    """
+
+
+@hookspec
+def extra_post_fields(post: Post, user: User | None) -> dict[str, Any] | None | Awaitable[Any]:
+    """Return fields merged into the post's ``extra`` object in responses.
+
+    :param post: the post being serialised.
+    :param user: the reader, or ``None`` when anonymous.
+    :returns: a JSON-serialisable dict, or ``None``. Later plugins' keys do not overwrite earlier
+        ones' (the first plugin to set a key keeps it).
+    """
+
+
+# --- Votes --------------------------------------------------------------------------------------
+
+
+@hookspec
+def validate_vote(post: Post, user: User, direction: int) -> None | Awaitable[None]:
+    """Check a vote before it is written; raise :class:`~postkit.VoteRejected` to refuse.
+
+    :param post: the post voted on.
+    :param user: the voter.
+    :param direction: ``1`` to vote, ``0`` to remove a vote.
+    """
+
+
+@hookspec
+def vote_weight(post: Post, user: User, direction: int) -> int | None | Awaitable[int | None]:
+    """Decide how much a vote counts towards the post's total. First non-``None`` answer wins.
+
+    :param post: the post voted on.
+    :param user: the voter.
+    :param direction: always ``1`` (removing a vote takes back the weight it was cast with).
+    :returns: an integer weight (the built-in default is ``1``), or ``None`` to defer.
+    """
+
+
+@hookspec
+def after_vote(post: Post, user: User, direction: int, previous: int) -> None | Awaitable[None]:
+    """Called after a vote or its removal is committed.
+
+    :param post: the post voted on, with its updated ``vote_count``.
+    :param user: the voter.
+    :param direction: ``1`` for a new vote, ``0`` for a removal.
+    :param previous: the voter's direction before this call (``0`` or ``1``).
+    """
+
+
+# --- Accounts -----------------------------------------------------------------------------------
+
+
+@hookspec
+def validate_registration(
+    email: str, username: str, data: dict[str, Any]
+) -> None | Awaitable[None]:
+    """Check a registration before the account is created; raise
+    :class:`~postkit.errors.PostKitError` (e.g. with ``status_code=403``) to refuse.
+
+    :param email: the normalised email address.
+    :param username: the chosen or generated username.
+    :param data: the whole request body, password excluded.
+    """
+
+
+@hookspec
+def after_user_register(user: User) -> None | Awaitable[None]:
+    """Called after a new account is committed (welcome mail, profile rows, analytics).
+
+    :param user: the new user.
+    """
+
+
+@hookspec
+def after_login(user: User) -> None | Awaitable[None]:
+    """Called after a successful password login has been committed.
+
+    :param user: the user who logged in.
+    """

@@ -1,0 +1,106 @@
+"""postkit's bundled Alembic migrations and the functions that run them.
+
+``upgrade(url)`` is for scripts and the CLI; ``await upgrade_async(url)`` is for code that already
+runs an event loop (the kit's lifespan uses it when ``auto_migrate`` is set). On PostgreSQL every
+run holds a transaction-scoped advisory lock, so workers that start together migrate one at a time
+and all succeed.
+
+The history carries the branch label ``postkit`` and records itself in ``postkit_alembic_version``,
+so it never collides with a host's own Alembic history in the same database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from postkit.db import normalize_database_url
+
+__all__ = [
+    "BRANCH_LABEL",
+    "SCRIPT_LOCATION",
+    "VERSION_TABLE",
+    "alembic_config",
+    "downgrade",
+    "downgrade_async",
+    "run_alembic",
+    "upgrade",
+    "upgrade_async",
+]
+
+SCRIPT_LOCATION = "postkit:migrations"
+VERSION_TABLE = "postkit_alembic_version"
+BRANCH_LABEL = "postkit"
+# pg_advisory_xact_lock key: the bytes "postkit" read as an integer, constant across releases.
+ADVISORY_LOCK_KEY = int.from_bytes(b"postkit", "big")
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """An Alembic :class:`~alembic.config.Config` for postkit's history, built in code."""
+    config = Config()
+    config.set_main_option("script_location", SCRIPT_LOCATION)
+    config.set_main_option("path_separator", "space")
+    if url is not None:
+        config.set_main_option("sqlalchemy.url", normalize_database_url(url).replace("%", "%%"))
+    return config
+
+
+async def run_alembic(
+    url: str, operation: Callable[..., Any], *args: Any, config: Config | None = None, **kwargs: Any
+) -> Any:
+    """Run an ``alembic.command`` function on one connection to ``url``, inside one transaction.
+
+    On PostgreSQL an advisory lock taken first serialises concurrent runs.
+    """
+    normalized = normalize_database_url(url)
+    config = config or alembic_config(normalized)
+    engine = create_async_engine(normalized, poolclass=NullPool)
+
+    def _run(connection: Connection) -> Any:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+        config.attributes["connection"] = connection
+        try:
+            return operation(config, *args, **kwargs)
+        finally:
+            config.attributes.pop("connection", None)
+
+    try:
+        async with engine.begin() as connection:
+            if connection.dialect.name == "sqlite":
+                await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            return await connection.run_sync(_run)
+    finally:
+        await engine.dispose()
+
+
+async def upgrade_async(url: str, revision: str = "head") -> None:
+    """Apply postkit's migrations up to ``revision`` from inside a running event loop."""
+    await run_alembic(url, command.upgrade, _postkit_revision(revision))
+
+
+async def downgrade_async(url: str, revision: str) -> None:
+    """Revert postkit's migrations down to ``revision`` (``"base"`` removes every table)."""
+    await run_alembic(url, command.downgrade, _postkit_revision(revision))
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Apply postkit's migrations up to ``revision`` (for scripts; not inside an event loop)."""
+    asyncio.run(upgrade_async(url, revision))
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Revert postkit's migrations down to ``revision`` (for scripts; not inside an event loop)."""
+    asyncio.run(downgrade_async(url, revision))
+
+
+def _postkit_revision(revision: str) -> str:
+    # "head" is unambiguous inside postkit's own history; keep the user's spelling otherwise.
+    return revision

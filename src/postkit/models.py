@@ -1,0 +1,194 @@
+"""postkit's tables, in SQLAlchemy 2.0 declarative style.
+
+Every table is prefixed ``postkit_`` and every constraint is named by the naming convention on
+:data:`metadata`, so migrations can refer to constraints by name on every database.
+A host's own models may hold foreign keys to ``postkit_users.id`` (``ForeignKey(User.id)``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    func,
+    true,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "AuthSession",
+    "Base",
+    "LoginAttempt",
+    "Post",
+    "RefreshToken",
+    "User",
+    "Vote",
+    "metadata",
+    "utcnow",
+]
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always returned timezone-aware, on SQLite too."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("postkit stores aware datetimes only")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+    type_annotation_map: dict[Any, Any] = {datetime: UTCDateTime()}
+
+
+class User(Base):
+    """An account. ``email`` is private to its owner; ``username`` is the public name."""
+
+    __tablename__ = "postkit_users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Stored normalised to lower case, so the unique constraint compares case-insensitively.
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    # Stored lower case too: usernames are unique case-insensitively and log in either way.
+    username: Mapped[str] = mapped_column(String(32), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # Bumped by "log out everywhere" and password changes: access tokens carry the value they
+    # were issued under, and stop verifying once it moves on.
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+
+    posts: Mapped[list[Post]] = relationship(
+        back_populates="owner", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    def __repr__(self) -> str:
+        return f"<User id={self.id} username={self.username!r}>"
+
+
+class Post(Base):
+    """A post. ``vote_count`` is the running total of its votes' weights, kept by the vote service
+    in the same transaction as each vote, so a feed page never aggregates the votes table."""
+
+    __tablename__ = "postkit_posts"
+    __table_args__ = (
+        Index("ix_postkit_posts_created_at_id", "created_at", "id"),
+        Index("ix_postkit_posts_vote_count_id", "vote_count", "id"),
+        CheckConstraint("length(title) >= 1", name="title_not_empty"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(300))
+    content: Mapped[str] = mapped_column(Text)
+    published: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        default=utcnow, onupdate=utcnow, server_default=func.now()
+    )
+    owner_id: Mapped[int] = mapped_column(
+        ForeignKey("postkit_users.id", ondelete="CASCADE"), index=True
+    )
+    vote_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    owner: Mapped[User] = relationship(back_populates="posts", lazy="raise")
+
+    def __repr__(self) -> str:
+        return f"<Post id={self.id} owner_id={self.owner_id}>"
+
+
+class Vote(Base):
+    """One user's vote on one post. The primary key makes a second vote impossible."""
+
+    __tablename__ = "postkit_votes"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("postkit_users.id", ondelete="CASCADE"), primary_key=True
+    )
+    post_id: Mapped[int] = mapped_column(
+        ForeignKey("postkit_posts.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    weight: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+
+
+class AuthSession(Base):
+    """A login: the family of refresh tokens issued from one password check.
+
+    Access tokens name their session (``sid``), so revoking it ends them too.
+    """
+
+    __tablename__ = "postkit_auth_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("postkit_users.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class RefreshToken(Base):
+    """A refresh token, stored only as its SHA-256 digest. ``used_at`` is set when it is rotated;
+    presenting a used token again revokes its whole session."""
+
+    __tablename__ = "postkit_refresh_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("postkit_auth_sessions.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class LoginAttempt(Base):
+    """A failed (or in-flight) login, counted by the throttle. ``key`` is a SHA-256 digest of the
+    account identifier or client address, so no typed-in email is stored in clear."""
+
+    __tablename__ = "postkit_login_attempts"
+    __table_args__ = (Index("ix_postkit_login_attempts_key_attempted_at", "key", "attempted_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64))
+    attempted_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
