@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("POSTKIT_DEV_VENV", ROOT / ".venv"))
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
-EXTRAS = "test,lint,server"
+EXTRAS = "test,lint,docs,server"
 
 
 def ensure_environment() -> None:
