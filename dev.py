@@ -34,9 +34,7 @@ def ensure_environment() -> None:
         print(f"dev.py: creating {VENV}", flush=True)
         venv.create(VENV, with_pip=True)
     print("dev.py: installing postkit and its development tools", flush=True)
-    subprocess.run(
-        [str(PYTHON), "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True
-    )
+    subprocess.run([str(PYTHON), "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True)
     subprocess.run(
         [str(PYTHON), "-m", "pip", "install", "--quiet", "-e", f".[{EXTRAS}]"],
         check=True,
@@ -58,11 +56,7 @@ def main(argv: list[str]) -> int:
     if command == "test":
         return run("pytest", *rest)
     if command == "check":
-        return (
-            run("ruff", "check", ".")
-            or run("ruff", "format", "--check", ".")
-            or run("mypy")
-        )
+        return run("ruff", "check", ".") or run("ruff", "format", "--check", ".") or run("mypy")
     example = ROOT / "examples" / "socialapp"
     port = os.environ.get("PORT", "8000")
     return run("uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", port, *rest, cwd=example)

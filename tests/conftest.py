@@ -96,8 +96,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if _postgres_skips:
         terminalreporter.write_sep(
             "!",
-            f"PostgreSQL was SKIPPED ({", ".join(sorted(set(_postgres_skips)))}): set {POSTGRES_ENV} "
-            "to run them",
+            f"PostgreSQL was SKIPPED ({', '.join(sorted(set(_postgres_skips)))}): "
+            f"set {POSTGRES_ENV} to run them",
             yellow=True,
             bold=True,
         )
@@ -135,9 +135,7 @@ def migrated_template(backend: str, tmp_path_factory: pytest.TempPathFactory) ->
 async def _truncate(url: str) -> None:
     connection = await asyncpg.connect(_asyncpg_dsn(url))
     try:
-        await connection.execute(
-            f"TRUNCATE {', '.join(POSTKIT_TABLES)} RESTART IDENTITY CASCADE"  # noqa: S608
-        )
+        await connection.execute(f"TRUNCATE {', '.join(POSTKIT_TABLES)} RESTART IDENTITY CASCADE")
     finally:
         await connection.close()
 

@@ -1,7 +1,7 @@
 """postkit: posts, votes and accounts for FastAPI apps.
 
-Create one :class:`PostKit` from :class:`PostKitSettings`, give its ``lifespan`` to the app and mount
-its ``router``. Nothing is created at import time.
+Create one :class:`PostKit` from :class:`PostKitSettings`, give its ``lifespan`` to the app
+and mount its ``router``. Nothing is created at import time.
 """
 
 from postkit import models

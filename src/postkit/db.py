@@ -11,7 +11,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.pool import StaticPool
 
 if TYPE_CHECKING:
@@ -104,7 +109,7 @@ def create_engine_for(
         },
     )
     if statement_cache_size == 0:
-        # Behind PgBouncer in transaction mode SQLAlchemy's own prepared statement cache must go too.
+        # Behind PgBouncer (transaction mode) SQLAlchemy's own statement cache must go too.
         kwargs["connect_args"]["prepared_statement_cache_size"] = 0
     return create_async_engine(parsed, **kwargs)
 

@@ -1,9 +1,10 @@
 """The authentication dependencies a :class:`~postkit.PostKit` hands to its routes and its host."""
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from fastapi import Depends, FastAPI
+from fastapi.openapi.models import OAuth2 as OAuth2Model
 from fastapi.routing import APIRoute
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import select
@@ -101,7 +102,7 @@ class UserDependencies:
         for route in app.routes:
             if isinstance(route, APIRoute) and route.name == self.LOGIN_ROUTE_NAME:
                 path = f"{app.root_path.rstrip('/')}{route.path}"
-                flows = self.bearer.model.flows
+                flows = cast(OAuth2Model, self.bearer.model).flows
                 if flows.password is not None:
                     flows.password.tokenUrl = path
                 app.openapi_schema = None

@@ -14,9 +14,9 @@ from pydantic import BaseModel
 __all__ = [
     "ErrorBody",
     "ErrorCode",
-    "ValidationErrorBody",
     "PostKitError",
     "PostRejected",
+    "ValidationErrorBody",
     "VoteRejected",
     "error_responses",
 ]

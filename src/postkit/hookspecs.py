@@ -40,7 +40,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 @hookspec
 def validate_post(
     data: dict[str, Any], user: User, existing: Post | None
-) -> None | Awaitable[None]:
+) -> Awaitable[None] | None:
     """Check a post before it is created or updated; raise :class:`~postkit.PostRejected` to refuse.
 
     :param data: the fields being written (``title``, ``content``, ``published``); on a partial
@@ -51,7 +51,7 @@ def validate_post(
 
 
 @hookspec
-def before_post_save(post: Post, user: User) -> None | Awaitable[None]:
+def before_post_save(post: Post, user: User) -> Awaitable[None] | None:
     """Adjust a post just before it is written, by changing ``post`` in place.
 
     :param post: the post about to be flushed (new or updated), inside the request's transaction.
@@ -60,7 +60,7 @@ def before_post_save(post: Post, user: User) -> None | Awaitable[None]:
 
 
 @hookspec
-def after_post_create(post: Post, user: User) -> None | Awaitable[None]:
+def after_post_create(post: Post, user: User) -> Awaitable[None] | None:
     """Called after a new post is committed (notifications, indexing, audit).
 
     :param post: the committed post.
@@ -69,7 +69,7 @@ def after_post_create(post: Post, user: User) -> None | Awaitable[None]:
 
 
 @hookspec
-def after_post_update(post: Post, user: User, changes: dict[str, Any]) -> None | Awaitable[None]:
+def after_post_update(post: Post, user: User, changes: dict[str, Any]) -> Awaitable[None] | None:
     """Called after an update to a post is committed.
 
     :param post: the post as committed.
@@ -79,7 +79,7 @@ def after_post_update(post: Post, user: User, changes: dict[str, Any]) -> None |
 
 
 @hookspec
-def after_post_delete(post: Post, user: User) -> None | Awaitable[None]:
+def after_post_delete(post: Post, user: User) -> Awaitable[None] | None:
     """Called after a post is deleted and the deletion committed.
 
     :param post: the deleted post (detached; its attributes still readable).
@@ -88,7 +88,7 @@ def after_post_delete(post: Post, user: User) -> None | Awaitable[None]:
 
 
 @hookspec
-def can_modify_post(post: Post, user: User, action: str) -> bool | None | Awaitable[bool | None]:
+def can_modify_post(post: Post, user: User, action: str) -> bool | Awaitable[bool | None] | None:
     """Decide whether ``user`` may change ``post``. First non-``None`` answer wins.
 
     :param post: the post to be changed.
@@ -102,7 +102,7 @@ def can_modify_post(post: Post, user: User, action: str) -> bool | None | Awaita
 @hookspec
 def post_query_filters(
     user: User | None,
-) -> list[ColumnElement[bool]] | None | Awaitable[list[ColumnElement[bool]] | None]:
+) -> list[ColumnElement[bool]] | Awaitable[list[ColumnElement[bool]] | None] | None:
     """Return SQL filter expressions added to every query that reads posts (tenancy, moderation).
 
     :param user: the reader, or ``None`` for an anonymous reader (when ``public_reads`` is on).
@@ -113,7 +113,7 @@ def post_query_filters(
 
 
 @hookspec
-def extra_post_fields(post: Post, user: User | None) -> dict[str, Any] | None | Awaitable[Any]:
+def extra_post_fields(post: Post, user: User | None) -> dict[str, Any] | Awaitable[Any] | None:
     """Return fields merged into the post's ``extra`` object in responses.
 
     :param post: the post being serialised.
@@ -127,7 +127,7 @@ def extra_post_fields(post: Post, user: User | None) -> dict[str, Any] | None | 
 
 
 @hookspec
-def validate_vote(post: Post, user: User, direction: int) -> None | Awaitable[None]:
+def validate_vote(post: Post, user: User, direction: int) -> Awaitable[None] | None:
     """Check a vote before it is written; raise :class:`~postkit.VoteRejected` to refuse.
 
     :param post: the post voted on.
@@ -137,7 +137,7 @@ def validate_vote(post: Post, user: User, direction: int) -> None | Awaitable[No
 
 
 @hookspec
-def vote_weight(post: Post, user: User, direction: int) -> int | None | Awaitable[int | None]:
+def vote_weight(post: Post, user: User, direction: int) -> int | Awaitable[int | None] | None:
     """Decide how much a vote counts towards the post's total. First non-``None`` answer wins.
 
     :param post: the post voted on.
@@ -148,7 +148,7 @@ def vote_weight(post: Post, user: User, direction: int) -> int | None | Awaitabl
 
 
 @hookspec
-def after_vote(post: Post, user: User, direction: int, previous: int) -> None | Awaitable[None]:
+def after_vote(post: Post, user: User, direction: int, previous: int) -> Awaitable[None] | None:
     """Called after a vote or its removal is committed.
 
     :param post: the post voted on, with its updated ``vote_count``.
@@ -164,7 +164,7 @@ def after_vote(post: Post, user: User, direction: int, previous: int) -> None | 
 @hookspec
 def validate_registration(
     email: str, username: str, data: dict[str, Any]
-) -> None | Awaitable[None]:
+) -> Awaitable[None] | None:
     """Check a registration before the account is created; raise
     :class:`~postkit.errors.PostKitError` (e.g. with ``status_code=403``) to refuse.
 
@@ -175,7 +175,7 @@ def validate_registration(
 
 
 @hookspec
-def after_user_register(user: User) -> None | Awaitable[None]:
+def after_user_register(user: User) -> Awaitable[None] | None:
     """Called after a new account is committed (welcome mail, profile rows, analytics).
 
     :param user: the new user.
@@ -183,7 +183,7 @@ def after_user_register(user: User) -> None | Awaitable[None]:
 
 
 @hookspec
-def after_login(user: User) -> None | Awaitable[None]:
+def after_login(user: User) -> Awaitable[None] | None:
     """Called after a successful password login has been committed.
 
     :param user: the user who logged in.

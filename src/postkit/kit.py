@@ -37,15 +37,13 @@ class PostKit:
     ) -> None:
         self.settings = settings if settings is not None else PostKitSettings()
         self.db = Database.from_settings(self.settings)
-        self.plugin_manager = build_plugin_manager(
-            plugins, discover=self.settings.discover_plugins
-        )
+        self.plugin_manager = build_plugin_manager(plugins, discover=self.settings.discover_plugins)
         self.hooks = HookRunner(self.plugin_manager)
         self.passwords = PasswordHasher(self.settings.bcrypt_rounds)
         self.tokens = TokenCodec(self.settings)
         self._users = UserDependencies(self)
         self.session = self.db.session
-        """FastAPI dependency yielding the request's :class:`~sqlalchemy.ext.asyncio.AsyncSession`."""
+        """FastAPI dependency yielding the request's ``AsyncSession``."""
         self.current_user = self._users.current_user
         """FastAPI dependency: the authenticated :class:`~postkit.models.User`, or 401."""
         self.optional_user = self._users.optional_user

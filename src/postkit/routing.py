@@ -7,14 +7,16 @@ themselves and travels with them through ``include_router``, whatever prefix the
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from fastapi import Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from sqlalchemy.exc import DBAPIError, DisconnectionError, TimeoutError as PoolTimeoutError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from postkit.errors import ErrorCode, PostKitError
 
@@ -29,15 +31,19 @@ def _database_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, (PoolTimeoutError, DisconnectionError, ConnectionError)):
         return True
     if isinstance(exc, DBAPIError):
-        return exc.connection_invalidated or isinstance(exc.orig, (OSError, ConnectionError)) or (
-            type(exc.orig).__name__
-            in {
-                "ConnectionDoesNotExistError",
-                "InterfaceError",
-                "CannotConnectNowError",
-                "ConnectionFailureError",
-                "TooManyConnectionsError",
-            }
+        return (
+            exc.connection_invalidated
+            or isinstance(exc.orig, (OSError, ConnectionError))
+            or (
+                type(exc.orig).__name__
+                in {
+                    "ConnectionDoesNotExistError",
+                    "InterfaceError",
+                    "CannotConnectNowError",
+                    "ConnectionFailureError",
+                    "TooManyConnectionsError",
+                }
+            )
         )
     return isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError)
 
@@ -46,7 +52,7 @@ class PostKitRoute(APIRoute):
     """An :class:`APIRoute` that answers :class:`PostKitError`, validation errors and database
     outages with ``{"detail", "code"}`` bodies instead of leaving them to the host app."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def handle(request: Request) -> Response:

@@ -1,8 +1,9 @@
 """Configuration for one :class:`~postkit.PostKit` object.
 
-Settings come from keyword arguments (hosts that have settings of their own), from environment
-variables prefixed ``POSTKIT_`` and from a ``.env`` file, in that order of precedence. Every value is
-checked when the object is built, so a bad configuration fails at start-up with the setting named.
+Settings come from keyword arguments (hosts that have settings of their own), from
+environment variables prefixed ``POSTKIT_`` and from a ``.env`` file, in that order of
+precedence. Every value is checked when the object is built, so a bad configuration fails at
+start-up with the setting named.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ logger = logging.getLogger("postkit")
 MIN_SECRET_BYTES = 32
 """The shortest HMAC secret accepted: 256 bits, as RFC 7518 asks for HS256."""
 
-JwtAlgorithm = Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "EdDSA"]
+JwtAlgorithm = Literal[
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "EdDSA"
+]
 
 _ephemeral_secret_warned = False
 
@@ -136,7 +139,9 @@ class PostKitSettings(BaseSettings):
         default=False, description="Let anonymous clients read published posts."
     )
     posts_default_limit: int = Field(default=10, ge=1, description="Page size when none is asked.")
-    posts_max_limit: int = Field(default=100, ge=1, description="Largest page size a client may ask.")
+    posts_max_limit: int = Field(
+        default=100, ge=1, description="Largest page size a client may ask."
+    )
     post_content_max_length: int = Field(
         default=50_000, ge=1, description="Longest post content, in characters."
     )

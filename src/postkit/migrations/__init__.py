@@ -65,7 +65,9 @@ async def run_alembic(
 
     def _run(connection: Connection) -> Any:
         if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY}
+            )
         config.attributes["connection"] = connection
         try:
             return operation(config, *args, **kwargs)

@@ -11,6 +11,6 @@ __all__ = ["TokenPair"]
 
 class TokenPair(BaseModel):
     access_token: str
-    token_type: Literal["bearer"] = "bearer"
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type
     expires_in: int
     refresh_token: str

@@ -35,9 +35,7 @@ async def register_user(
     taken = (
         await session.execute(
             select(User.email, User.username).where(
-                or_(User.email == email, User.username == chosen)
-                if chosen
-                else User.email == email
+                or_(User.email == email, User.username == chosen) if chosen else User.email == email
             )
         )
     ).all()
@@ -46,9 +44,7 @@ async def register_user(
             "An account with this email already exists", status_code=409, code=ErrorCode.EMAIL_TAKEN
         )
     if chosen and taken:
-        raise PostKitError(
-            "This username is taken", status_code=409, code=ErrorCode.USERNAME_TAKEN
-        )
+        raise PostKitError("This username is taken", status_code=409, code=ErrorCode.USERNAME_TAKEN)
     user = User(
         email=email,
         username=chosen or _generated_username(),

@@ -159,8 +159,7 @@ def _create_trigram_indexes() -> None:
             return
     for name, column in TRGM_INDEXES.items():
         op.execute(
-            f"CREATE INDEX IF NOT EXISTS {name} ON postkit_posts "  # noqa: S608 - constants only
-            f"USING gin ({column} gin_trgm_ops)"
+            f"CREATE INDEX IF NOT EXISTS {name} ON postkit_posts USING gin ({column} gin_trgm_ops)"
         )
 
 
