@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from alembic import command
@@ -26,6 +27,8 @@ from postkit.db import normalize_database_url
 __all__ = [
     "BRANCH_LABEL",
     "SCRIPT_LOCATION",
+    "VERSIONS_DIR",
+    "VERSION_LOCATION",
     "VERSION_TABLE",
     "alembic_config",
     "downgrade",
@@ -36,10 +39,16 @@ __all__ = [
 ]
 
 SCRIPT_LOCATION = "postkit:migrations"
+VERSION_LOCATION = "postkit:migrations/versions"
+"""postkit's revisions as a package resource, for a host's ``version_locations``."""
+VERSIONS_DIR = Path(__file__).resolve().parent / "versions"
+"""The directory holding postkit's revision files (for hosts that configure Alembic in code)."""
 VERSION_TABLE = "postkit_alembic_version"
 BRANCH_LABEL = "postkit"
 # pg_advisory_xact_lock key: the bytes "postkit" read as an integer, constant across releases.
 ADVISORY_LOCK_KEY = int.from_bytes(b"postkit", "big")
+CONNECT_TIMEOUT = 15.0
+"""Seconds to wait for the migration connection to PostgreSQL."""
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -61,7 +70,11 @@ async def run_alembic(
     """
     normalized = normalize_database_url(url)
     config = config or alembic_config(normalized)
-    engine = create_async_engine(normalized, poolclass=NullPool)
+    connect_args: dict[str, Any] = {}
+    if normalized.startswith("postgresql"):
+        # Fail fast on an unreachable server (asyncpg waits 60 s by default).
+        connect_args["timeout"] = CONNECT_TIMEOUT
+    engine = create_async_engine(normalized, poolclass=NullPool, connect_args=connect_args)
 
     def _run(connection: Connection) -> Any:
         if connection.dialect.name == "postgresql":
