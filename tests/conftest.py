@@ -287,3 +287,44 @@ def new_user() -> Callable[..., Awaitable[TestUser]]:
         )
 
     return make
+
+
+# --- Looking inside a database (migration and CLI tests) ----------------------------------------
+
+
+def table_names(url: str) -> set[str]:
+    """The names of the tables that exist in the database at ``url`` right now."""
+    from sqlalchemy import inspect
+
+    from postkit.db import create_engine_for, normalize_database_url
+
+    async def read() -> set[str]:
+        engine = create_engine_for(normalize_database_url(url))
+        try:
+            async with engine.connect() as connection:
+                return set(await connection.run_sync(lambda c: inspect(c).get_table_names()))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+def run_sql(url: str, *statements: str) -> list[Any]:
+    """Run SQL statements in one transaction (SQLite with foreign keys on); return the last rows."""
+    from sqlalchemy import text
+
+    from postkit.db import create_engine_for, normalize_database_url
+
+    async def run() -> list[Any]:
+        engine = create_engine_for(normalize_database_url(url))
+        rows: list[Any] = []
+        try:
+            async with engine.begin() as connection:
+                for statement in statements:
+                    result = await connection.execute(text(statement))
+                    rows = list(result.all()) if result.returns_rows else []
+        finally:
+            await engine.dispose()
+        return rows
+
+    return asyncio.run(run())
