@@ -1,6 +1,7 @@
 """The authentication dependencies a :class:`~postkit.PostKit` hands to its routes and its host."""
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from fastapi import Depends, FastAPI
@@ -12,17 +13,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from postkit.errors import ErrorCode, PostKitError
 from postkit.models import AuthSession, User
-from postkit.security import TokenError
+from postkit.security import AccessClaims, TokenError
 
 if TYPE_CHECKING:
     from postkit.kit import PostKit
 
-__all__ = ["UserDependencies", "invalid_token_error", "not_authenticated_error"]
+__all__ = [
+    "BEARER_CHALLENGE",
+    "Authenticated",
+    "UserDependencies",
+    "invalid_token_error",
+    "not_authenticated_error",
+]
 
 BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 def not_authenticated_error() -> PostKitError:
+    """The 401 for a request that carries no bearer token at all."""
     return PostKitError(
         "Not authenticated",
         status_code=401,
@@ -32,7 +40,8 @@ def not_authenticated_error() -> PostKitError:
 
 
 def invalid_token_error() -> PostKitError:
-    # One body for every reason a token fails: expired, tampered, wrong key, revoked, unknown user.
+    """The one 401 for every reason a token fails: expired, tampered, wrong key, revoked session,
+    unknown or inactive user. Clients cannot tell the reasons apart, on purpose."""
     return PostKitError(
         "Invalid or expired token",
         status_code=401,
@@ -41,61 +50,103 @@ def invalid_token_error() -> PostKitError:
     )
 
 
+@dataclass(frozen=True)
+class Authenticated:
+    """The user behind a valid access token, with the token's claims (its auth session id)."""
+
+    user: User
+    claims: AccessClaims
+
+
 class UserDependencies:
-    """Builds ``current_user`` and ``optional_user`` for one kit."""
+    """Builds the authentication dependencies of one kit.
+
+    ``current_user`` / ``optional_user`` give the :class:`~postkit.models.User`;
+    ``required_auth`` / ``current_auth`` give an :class:`Authenticated` (the user and the token's
+    claims, for routes that act on the auth session itself, like logout).
+    """
 
     LOGIN_ROUTE_NAME = "postkit:login"
 
     def __init__(self, kit: "PostKit") -> None:
         self.kit = kit
-        # auto_error=False: postkit raises its own 401 with its own body.
+        # auto_error=False: postkit raises its own 401 with its own body. The token URL is a
+        # placeholder until bind_token_url() sees where the host mounted the login route.
         self.bearer = OAuth2PasswordBearer(tokenUrl="login", auto_error=False)
-        self.current_user = self._build(optional=False)
-        self.optional_user = self._build(optional=True)
+        self.current_auth = self._build_auth()
+        self.required_auth = self._build_required_auth()
+        self.current_user = self._build_user(optional=False)
+        self.optional_user = self._build_user(optional=True)
 
-    def _build(self, *, optional: bool) -> Callable[..., Awaitable[Any]]:
-        kit = self.kit
-        session_dep = Depends(kit.db.session, scope="function")
+    def _build_auth(self) -> Callable[..., Awaitable[Authenticated | None]]:
+        session_dep = Depends(self.kit.db.session, scope="function")
 
-        async def resolve(
+        async def current_auth(
             token: Annotated[str | None, Depends(self.bearer)],
             session: Annotated[AsyncSession, session_dep],
-        ) -> User | None:
+        ) -> Authenticated | None:
             if not token:
+                return None
+            return await self.authenticate(session, token)
+
+        return current_auth
+
+    def _build_required_auth(self) -> Callable[..., Awaitable[Authenticated]]:
+        async def required_auth(
+            auth: Annotated[Authenticated | None, Depends(self.current_auth)],
+        ) -> Authenticated:
+            if auth is None:
+                raise not_authenticated_error()
+            return auth
+
+        return required_auth
+
+    def _build_user(self, *, optional: bool) -> Callable[..., Awaitable[Any]]:
+        async def resolve(
+            auth: Annotated[Authenticated | None, Depends(self.current_auth)],
+        ) -> User | None:
+            if auth is None:
                 if optional:
                     return None
                 raise not_authenticated_error()
-            return await self.user_for_token(session, token)
+            return auth.user
 
         resolve.__name__ = "optional_user" if optional else "current_user"
         return resolve
 
-    async def user_for_token(self, session: AsyncSession, token: str) -> User:
-        """The active user a valid access token belongs to, or the one 401 for every failure."""
+    async def authenticate(self, session: AsyncSession, token: str) -> Authenticated:
+        """The active user a valid access token belongs to, or the one 401 for every failure.
+
+        Besides the signature and claims, the token's auth session must exist and not be revoked
+        (logout), and its ``ver`` must match the user's ``token_version`` (logout everywhere).
+        An invalid token is refused even on routes where anonymous access is allowed: a client
+        holding a stale token learns that it must refresh instead of silently being anonymous.
+        """
         try:
             claims = self.kit.tokens.verify_access_token(token)
         except TokenError:
             raise invalid_token_error() from None
-        if claims.session_id is None:
-            user = await session.get(User, claims.user_id)
-            revoked = False
-        else:
-            row = (
-                await session.execute(
-                    select(User, AuthSession.revoked_at)
-                    .join(AuthSession, AuthSession.user_id == User.id)
-                    .where(User.id == claims.user_id, AuthSession.id == claims.session_id)
-                )
-            ).first()
-            user, revoked = (row[0], row[1] is not None) if row else (None, False)
+        row = (
+            await session.execute(
+                select(User, AuthSession.revoked_at)
+                .join(AuthSession, AuthSession.user_id == User.id)
+                .where(User.id == claims.user_id, AuthSession.id == claims.session_id)
+            )
+        ).first()
+        if row is None:
+            raise invalid_token_error()
+        user, revoked_at = row
         if (
-            user is None
-            or revoked
+            revoked_at is not None
             or not user.is_active
             or user.token_version != claims.token_version
         ):
             raise invalid_token_error()
-        return user
+        return Authenticated(user=user, claims=claims)
+
+    async def user_for_token(self, session: AsyncSession, token: str) -> User:
+        """The active user a valid access token belongs to (see :meth:`authenticate`)."""
+        return (await self.authenticate(session, token)).user
 
     def bind_token_url(self, app: FastAPI) -> None:
         """Point the OpenAPI password flow at the login route's real path in ``app``."""

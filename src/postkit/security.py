@@ -1,8 +1,14 @@
-"""Password hashing (passlib's CryptContext over bcrypt) and access tokens (PyJWT)."""
+"""Password hashing (passlib's CryptContext over bcrypt), access tokens (PyJWT) and refresh tokens.
+
+Nothing secret leaves this module in clear except the tokens handed to the client: passwords are
+only ever hashed or verified here, refresh tokens are stored as their SHA-256 digest, and every
+reason an access token fails is folded into one :class:`TokenError`.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -15,16 +21,33 @@ from passlib.context import CryptContext
 
 from postkit.settings import PostKitSettings
 
-__all__ = ["AccessClaims", "PasswordHasher", "TokenCodec", "TokenError"]
+__all__ = [
+    "AccessClaims",
+    "PasswordHasher",
+    "TokenCodec",
+    "TokenError",
+    "hash_refresh_token",
+    "key_id",
+    "new_refresh_token",
+    "new_session_id",
+]
 
-_REQUIRED_CLAIMS = ["exp", "iat", "sub", "iss", "aud", "jti"]
+REQUIRED_CLAIMS = ["exp", "iat", "sub", "iss", "aud", "jti"]
+"""Claims every access token must carry; PyJWT refuses a token without any of them."""
+
+_MAX_USER_ID = 2**31 - 1  # postkit_users.id is a 32-bit integer on PostgreSQL
+_USER_ID = re.compile(r"[1-9][0-9]{0,9}")
+_MAX_TOKEN_CHARS = 8192
 
 
 class PasswordHasher:
     """Hashes and verifies passwords off the event loop.
 
-    New hashes use ``bcrypt_sha256`` (no 72-byte truncation); plain ``bcrypt`` hashes still verify
-    and are upgraded on the next successful login, as are hashes with an outdated cost factor.
+    New hashes use ``bcrypt_sha256`` (the password is pre-hashed with HMAC-SHA256, so there is no
+    72-byte truncation); plain ``bcrypt`` hashes still verify and are replaced on the next
+    successful login, as are hashes made with an outdated cost factor.
+
+    :param rounds: the bcrypt cost factor for new hashes (``bcrypt_rounds`` in settings).
     """
 
     def __init__(self, rounds: int) -> None:
@@ -38,22 +61,33 @@ class PasswordHasher:
         self._dummy_hash = self.context.hash(secrets.token_urlsafe(24))
 
     async def hash(self, password: str) -> str:
+        """A new ``bcrypt_sha256`` hash of ``password``, computed in a worker thread."""
         result: str = await anyio.to_thread.run_sync(self.context.hash, password)
         return result
+
+    def _verify_and_update(self, password: str, password_hash: str) -> tuple[bool, str | None]:
+        try:
+            matches, new_hash = self.context.verify_and_update(password, password_hash)
+        except (ValueError, TypeError):
+            # A password plain bcrypt cannot take (NUL byte, over 72 bytes), or a stored hash
+            # passlib does not recognise: neither can match.
+            return False, None
+        return bool(matches), new_hash
 
     async def verify(self, password: str, password_hash: str | None) -> tuple[bool, str | None]:
         """Check ``password``; return (matches, replacement hash or None).
 
-        With ``password_hash=None`` (unknown account) a dummy hash is checked so the answer takes
-        as long as for a real account, and ``(False, None)`` comes back.
+        The replacement is set when the stored hash uses a deprecated scheme or cost factor and
+        should be stored instead. With ``password_hash=None`` (unknown account) a dummy hash is
+        checked so the answer takes as long as for a real account, and ``(False, None)`` comes back.
         """
         target = password_hash if password_hash is not None else self._dummy_hash
         matches, new_hash = await anyio.to_thread.run_sync(
-            self.context.verify_and_update, password, target
+            self._verify_and_update, password, target
         )
         if password_hash is None:
             return False, None
-        return bool(matches), new_hash
+        return matches, new_hash
 
 
 class TokenError(Exception):
@@ -62,19 +96,52 @@ class TokenError(Exception):
 
 @dataclass(frozen=True)
 class AccessClaims:
+    """What postkit reads from a verified access token."""
+
     user_id: int
-    session_id: str | None
+    session_id: str
     token_version: int
     jti: str
 
 
 def key_id(key: str) -> str:
-    """A short public identifier of a signing key, carried in the token header as ``kid``."""
+    """A short public identifier of a verification key, carried in the token header as ``kid``.
+
+    Derived from the HMAC secret (HS* algorithms) or the public key, with SHA-256: it names the
+    key without revealing it.
+    """
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
+def new_session_id() -> str:
+    """A random, unguessable auth session id (the ``sid`` claim)."""
+    return secrets.token_urlsafe(24)
+
+
+def new_refresh_token() -> str:
+    """A random refresh token: 256 bits, URL-safe. Only its digest is ever stored."""
+    return secrets.token_urlsafe(32)
+
+
+def hash_refresh_token(token: str) -> str:
+    """The SHA-256 hex digest under which a refresh token is stored and looked up.
+
+    A fast hash is right here: the token is random and long, so it cannot be guessed from the
+    digest, and a slow hash would only slow every refresh down.
+    """
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 class TokenCodec:
-    """Issues and verifies access tokens with the one algorithm fixed in settings."""
+    """Issues and verifies access tokens with the one algorithm fixed in settings.
+
+    With an HS* algorithm ``secret_key`` signs and ``previous_secret_keys`` still verify. With an
+    asymmetric algorithm (RS*, ES*, EdDSA) ``jwt_private_key`` signs, ``jwt_public_key`` verifies,
+    and ``previous_secret_keys`` may list retired *public* keys that still verify. Each token
+    names its key with ``kid``; a token naming no known key is refused.
+
+    :raises ValueError: at construction, when a key cannot be used with the algorithm.
+    """
 
     def __init__(self, settings: PostKitSettings) -> None:
         self.algorithm = settings.jwt_algorithm
@@ -82,14 +149,52 @@ class TokenCodec:
         self.audience = settings.jwt_audience
         self.leeway = settings.jwt_leeway_seconds
         self.access_ttl = settings.access_token_ttl
-        self._signing_key = settings.signing_key
-        self._signing_kid = key_id(settings.verification_keys[0])
-        self._verification_keys = {key_id(k): k for k in settings.verification_keys}
+        verification_keys = list(settings.verification_keys)
+        if not self.algorithm.startswith("HS"):
+            verification_keys += [k.get_secret_value() for k in settings.previous_secret_keys]
+        implementation = jwt.get_algorithm_by_name(self.algorithm)
+        try:
+            self._signing_key = implementation.prepare_key(settings.signing_key)
+            self._verification_keys = {
+                key_id(key): implementation.prepare_key(key) for key in verification_keys
+            }
+        except (ValueError, TypeError, jwt.PyJWTError):
+            raise ValueError(f"a key does not suit jwt_algorithm {self.algorithm}") from None
+        self._signing_kid = key_id(verification_keys[0])
+        # Refuse a private key that does not match the public key now, not at the first login.
+        probe = self._encode({"probe": True})
+        try:
+            self._decode(probe, self._verification_keys[self._signing_kid], verify_claims=False)
+        except jwt.PyJWTError as exc:
+            raise ValueError(
+                f"jwt_private_key and jwt_public_key are not a pair for {self.algorithm}"
+            ) from exc
+
+    def _encode(self, claims: dict[str, Any]) -> str:
+        return jwt.encode(
+            claims, self._signing_key, algorithm=self.algorithm, headers={"kid": self._signing_kid}
+        )
+
+    def _decode(self, token: str, key: Any, *, verify_claims: bool = True) -> dict[str, Any]:
+        if not verify_claims:
+            return jwt.decode(
+                token, key, algorithms=[self.algorithm], options={"verify_exp": False}
+            )
+        return jwt.decode(
+            token,
+            key,
+            algorithms=[self.algorithm],
+            audience=self.audience,
+            issuer=self.issuer,
+            leeway=self.leeway,
+            options={"require": REQUIRED_CLAIMS},
+        )
 
     def issue_access_token(
-        self, *, user_id: int, session_id: str | None, token_version: int
+        self, *, user_id: int, session_id: str, token_version: int
     ) -> tuple[str, int]:
-        """Return an access token and its lifetime in seconds."""
+        """Return a signed access token for ``user_id`` in auth session ``session_id``, and its
+        lifetime in seconds."""
         now = datetime.now(timezone.utc)
         claims: dict[str, Any] = {
             "sub": str(user_id),
@@ -98,38 +203,36 @@ class TokenCodec:
             "iss": self.issuer,
             "aud": self.audience,
             "jti": uuid.uuid4().hex,
+            "sid": session_id,
             "ver": token_version,
         }
-        if session_id is not None:
-            claims["sid"] = session_id
-        token = jwt.encode(
-            claims, self._signing_key, algorithm=self.algorithm, headers={"kid": self._signing_kid}
-        )
-        return token, int(self.access_ttl.total_seconds())
+        return self._encode(claims), int(self.access_ttl.total_seconds())
 
     def verify_access_token(self, token: str) -> AccessClaims:
+        """The claims of a valid access token.
+
+        :raises TokenError: for every reason a token is refused (malformed, unknown ``kid``, bad
+            signature, other algorithm, expired, not yet valid, wrong issuer or audience, a
+            required claim missing or of the wrong type).
+        """
+        if len(token) > _MAX_TOKEN_CHARS:
+            raise TokenError("token too long")
         try:
             header = jwt.get_unverified_header(token)
-            key = self._verification_keys.get(str(header.get("kid", "")))
+            kid = header.get("kid")
+            key = self._verification_keys.get(kid) if isinstance(kid, str) else None
             if key is None:
                 raise TokenError("unknown key id")
-            payload = jwt.decode(
-                token,
-                key,
-                algorithms=[self.algorithm],
-                audience=self.audience,
-                issuer=self.issuer,
-                leeway=self.leeway,
-                options={"require": _REQUIRED_CLAIMS},
-            )
-            user_id = int(payload["sub"])
-            version = int(payload.get("ver", 0))
-        except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
-            raise TokenError(str(exc)) from exc
-        sid = payload.get("sid")
-        return AccessClaims(
-            user_id=user_id,
-            session_id=sid if isinstance(sid, str) else None,
-            token_version=version,
-            jti=str(payload["jti"]),
-        )
+            payload = self._decode(token, key)
+        except jwt.PyJWTError as exc:
+            raise TokenError(type(exc).__name__) from None
+        sub, sid, ver, jti = (payload.get(name) for name in ("sub", "sid", "ver", "jti"))
+        if not isinstance(sub, str) or not _USER_ID.fullmatch(sub) or int(sub) > _MAX_USER_ID:
+            raise TokenError("sub is not a user id")
+        if not isinstance(sid, str) or not sid:
+            raise TokenError("sid missing")
+        if not isinstance(ver, int) or isinstance(ver, bool):
+            raise TokenError("ver missing")
+        if not isinstance(jti, str):
+            raise TokenError("jti is not a string")
+        return AccessClaims(user_id=int(sub), session_id=sid, token_version=ver, jti=jti)

@@ -1,14 +1,29 @@
-"""Account schemas: what clients send to register and what they see of users."""
+"""Account schemas: what clients send to register or change their account, and what they see."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, create_model
 
-__all__ = ["UserCreate", "UserPrivate", "UserPublic"]
+__all__ = [
+    "PASSWORD_MAX_LENGTH",
+    "USERNAME_PATTERN",
+    "UserCreate",
+    "UserPrivate",
+    "UserPublic",
+    "UserUpdate",
+    "user_create_model",
+    "user_update_model",
+]
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_]{3,32}$"
+"""3 to 32 letters, digits or underscores; stored lower case. Never contains ``@``, so a login
+name is an email exactly when it contains one."""
+
+PASSWORD_MAX_LENGTH = 4096
+"""Longer passwords are refused (422), never truncated: ``bcrypt_sha256`` hashes them whole."""
 
 
 class UserCreate(BaseModel):
@@ -17,12 +32,54 @@ class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     email: EmailStr = Field(max_length=320)
-    password: str = Field(min_length=1, max_length=4096)
+    password: str = Field(min_length=8, max_length=PASSWORD_MAX_LENGTH)
     username: str | None = Field(default=None, pattern=USERNAME_PATTERN)
 
 
+class UserUpdate(BaseModel):
+    """Changes to one's own account; absent fields stay as they are.
+
+    Changing ``password`` requires ``current_password`` and ends the account's other sessions.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: str | None = Field(default=None, pattern=USERNAME_PATTERN)
+    password: str | None = Field(default=None, min_length=8, max_length=PASSWORD_MAX_LENGTH)
+    current_password: str | None = Field(default=None, max_length=PASSWORD_MAX_LENGTH)
+
+
+def _password_field(min_length: int, *, optional: bool) -> tuple[Any, Any]:
+    annotation: Any = str | None if optional else str
+    default: Any = None if optional else ...
+    return annotation, Field(default=default, min_length=min_length, max_length=PASSWORD_MAX_LENGTH)
+
+
+def user_create_model(min_password_length: int) -> type[UserCreate]:
+    """:class:`UserCreate` with the password minimum from settings, so the OpenAPI schema
+    states the policy that is enforced."""
+    model: type[UserCreate] = create_model(
+        "UserCreate",
+        __base__=UserCreate,
+        __module__=__name__,
+        password=_password_field(min_password_length, optional=False),
+    )
+    return model
+
+
+def user_update_model(min_password_length: int) -> type[UserUpdate]:
+    """:class:`UserUpdate` with the password minimum from settings."""
+    model: type[UserUpdate] = create_model(
+        "UserUpdate",
+        __base__=UserUpdate,
+        __module__=__name__,
+        password=_password_field(min_password_length, optional=True),
+    )
+    return model
+
+
 class UserPublic(BaseModel):
-    """What anyone may see of a user."""
+    """What anyone may see of a user: never the email, never a hash."""
 
     model_config = ConfigDict(from_attributes=True)
 
