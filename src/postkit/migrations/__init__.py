@@ -108,12 +108,25 @@ async def downgrade_async(url: str, revision: str) -> None:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Apply postkit's migrations up to ``revision`` (for scripts; not inside an event loop)."""
+    _refuse_running_loop("upgrade", "upgrade_async")
     asyncio.run(upgrade_async(url, revision))
 
 
 def downgrade(url: str, revision: str) -> None:
     """Revert postkit's migrations down to ``revision`` (for scripts; not inside an event loop)."""
+    _refuse_running_loop("downgrade", "downgrade_async")
     asyncio.run(downgrade_async(url, revision))
+
+
+def _refuse_running_loop(name: str, alternative: str) -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(
+        f"postkit.migrations.{name}() cannot run inside an event loop; "
+        f"use `await postkit.migrations.{alternative}(...)` there"
+    )
 
 
 def _postkit_revision(revision: str) -> str:
