@@ -4,7 +4,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, HTTPException
 from fastapi.openapi.models import OAuth2 as OAuth2Model
 from fastapi.routing import APIRoute
 from fastapi.security import OAuth2PasswordBearer
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BEARER_CHALLENGE",
     "Authenticated",
+    "AuthenticationError",
     "UserDependencies",
     "invalid_token_error",
     "not_authenticated_error",
@@ -29,25 +30,29 @@ __all__ = [
 BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-def not_authenticated_error() -> PostKitError:
+class AuthenticationError(PostKitError, HTTPException):  # type: ignore[misc]
+    """The 401 of the authentication dependencies.
+
+    On postkit's routes it is answered like every :class:`~postkit.errors.PostKitError`
+    (``{"detail", "code"}``). It is also an :class:`~fastapi.HTTPException`, so on a host's own
+    routes FastAPI's default handler answers it with the same status and ``WWW-Authenticate``
+    header (and ``{"detail"}``) instead of a 500, with no handler to install.
+    """
+
+    def __init__(self, detail: str, *, code: ErrorCode) -> None:
+        PostKitError.__init__(self, detail, status_code=401, code=code, headers=BEARER_CHALLENGE)
+        HTTPException.__init__(self, status_code=401, detail=detail, headers=BEARER_CHALLENGE)
+
+
+def not_authenticated_error() -> AuthenticationError:
     """The 401 for a request that carries no bearer token at all."""
-    return PostKitError(
-        "Not authenticated",
-        status_code=401,
-        code=ErrorCode.NOT_AUTHENTICATED,
-        headers=BEARER_CHALLENGE,
-    )
+    return AuthenticationError("Not authenticated", code=ErrorCode.NOT_AUTHENTICATED)
 
 
-def invalid_token_error() -> PostKitError:
+def invalid_token_error() -> AuthenticationError:
     """The one 401 for every reason a token fails: expired, tampered, wrong key, revoked session,
     unknown or inactive user. Clients cannot tell the reasons apart, on purpose."""
-    return PostKitError(
-        "Invalid or expired token",
-        status_code=401,
-        code=ErrorCode.INVALID_TOKEN,
-        headers=BEARER_CHALLENGE,
-    )
+    return AuthenticationError("Invalid or expired token", code=ErrorCode.INVALID_TOKEN)
 
 
 @dataclass(frozen=True)
