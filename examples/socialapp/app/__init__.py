@@ -1,0 +1,1 @@
+"""socialapp: the postkit reference app (a feed with accounts, posts, votes and bookmarks)."""

@@ -1,0 +1,106 @@
+"""Bookmarks routes: the app's own feature, protected by postkit's ``current_user``."""
+
+from datetime import datetime, timezone
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Response, status
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import Bookmark
+from postkit import Post, PostKit, PostKitError, User
+from postkit.errors import ErrorCode, error_responses
+from postkit.routing import PostKitRoute
+
+# No `from __future__ import annotations` here: FastAPI resolves the Annotated aliases below.
+
+
+class BookmarkOut(BaseModel):
+    """A bookmark as the API returns it."""
+
+    post_id: int
+    created_at: datetime
+
+
+def _out(bookmark: Bookmark) -> BookmarkOut:
+    created = bookmark.created_at
+    if created.tzinfo is None:  # SQLite hands back naive timestamps; they were stored in UTC
+        created = created.replace(tzinfo=timezone.utc)
+    return BookmarkOut(post_id=bookmark.post_id, created_at=created)
+
+
+def _post_not_found() -> PostKitError:
+    return PostKitError("Post not found", status_code=404, code=ErrorCode.POST_NOT_FOUND)
+
+
+def get_bookmarks_router(kit: PostKit) -> APIRouter:
+    """``/bookmarks``: list, read, add (idempotent PUT) and remove the caller's bookmarks."""
+    router = APIRouter(prefix="/bookmarks", tags=["bookmarks"], route_class=PostKitRoute)
+    Session = Annotated[AsyncSession, Depends(kit.session, scope="function")]
+    CurrentUser = Annotated[User, Depends(kit.current_user)]
+    PostId = Annotated[int, Path(ge=1, description="The bookmarked post's id.")]
+
+    async def visible_post(session: AsyncSession, post_id: int, user: User) -> Post:
+        # Drafts are visible to their owner only, as in postkit's own routes.
+        post = await session.get(Post, post_id)
+        if post is None or (not post.published and post.owner_id != user.id):
+            raise _post_not_found()
+        return post
+
+    @router.get("", response_model=list[BookmarkOut], responses=error_responses(401))
+    async def list_bookmarks(session: Session, user: CurrentUser) -> list[BookmarkOut]:
+        """The caller's bookmarks, newest first."""
+        rows = await session.scalars(
+            select(Bookmark)
+            .where(Bookmark.user_id == user.id)
+            .order_by(Bookmark.created_at.desc(), Bookmark.post_id.desc())
+        )
+        return [_out(bookmark) for bookmark in rows]
+
+    @router.get("/{post_id}", response_model=BookmarkOut, responses=error_responses(401, 404))
+    async def get_bookmark(post_id: PostId, session: Session, user: CurrentUser) -> BookmarkOut:
+        """The caller's bookmark of one post, or 404."""
+        bookmark = await session.get(Bookmark, (user.id, post_id))
+        if bookmark is None:
+            raise PostKitError("Not bookmarked", status_code=404, code="BOOKMARK_NOT_FOUND")
+        return _out(bookmark)
+
+    @router.put("/{post_id}", response_model=BookmarkOut, responses=error_responses(401, 404))
+    async def put_bookmark(
+        post_id: PostId, session: Session, user: CurrentUser, response: Response
+    ) -> BookmarkOut:
+        """Bookmark a post: 201 when new, 200 when it was already bookmarked (safe to retry)."""
+        await visible_post(session, post_id, user)
+        existing = await session.get(Bookmark, (user.id, post_id))
+        if existing is not None:
+            return _out(existing)
+        bookmark = Bookmark(user_id=user.id, post_id=post_id)
+        session.add(bookmark)
+        try:
+            await session.commit()
+        except IntegrityError:  # a concurrent identical PUT won the race, or the post just went
+            await session.rollback()
+            existing = await session.get(Bookmark, (user.id, post_id))
+            if existing is None:
+                raise _post_not_found() from None
+            return _out(existing)
+        response.status_code = status.HTTP_201_CREATED
+        return _out(bookmark)
+
+    @router.delete(
+        "/{post_id}",
+        status_code=status.HTTP_204_NO_CONTENT,
+        responses=error_responses(401, 404),
+    )
+    async def delete_bookmark(post_id: PostId, session: Session, user: CurrentUser) -> Response:
+        """Remove a bookmark: 204, or 404 when the post was not bookmarked."""
+        bookmark = await session.get(Bookmark, (user.id, post_id))
+        if bookmark is None:
+            raise PostKitError("Not bookmarked", status_code=404, code="BOOKMARK_NOT_FOUND")
+        await session.delete(bookmark)
+        await session.commit()
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    return router

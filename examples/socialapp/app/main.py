@@ -1,0 +1,107 @@
+"""The reference app: postkit mounted at the root, plus bookmarks, a health check and offline docs.
+
+Served from examples/socialapp: ``uvicorn app.main:app`` in development (SQLite, no
+configuration), ``gunicorn -c gunicorn.conf.py app.main:app`` in production.
+"""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import Depends, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from openapi_ui_bundles import swagger_ui
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.bookmarks import get_bookmarks_router
+from app.migrate import describe_database, migrate_async
+from app.plugin import CommunityRules
+from app.settings import AppSettings
+from postkit import PostKit
+
+logger = logging.getLogger("socialapp")
+
+SWAGGER_STATIC = "/static/swagger-ui"
+
+
+def create_app(settings: AppSettings | None = None) -> FastAPI:
+    """Build the app from ``settings`` (read from the environment and ``.env`` when omitted)."""
+    settings = settings if settings is not None else AppSettings()
+    _configure_logging(settings.log_level)
+    kit = PostKit(settings.postkit_settings(), plugins=[CommunityRules(settings.banned_word_list)])
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logger.info("socialapp: %s", describe_database(settings))
+        if settings.migrate_on_startup:
+            await migrate_async(settings.database_url)
+            logger.info("socialapp: migrations applied")
+        async with kit.lifespan(app):
+            yield
+
+    app = FastAPI(
+        title="socialapp",
+        summary="The postkit reference app: accounts, posts, votes and bookmarks.",
+        lifespan=lifespan,
+        docs_url=None,  # served below from local files, so /docs works without internet
+        redoc_url=None,
+    )
+    app.state.kit = kit
+    app.state.settings = settings
+    app.mount(SWAGGER_STATIC, StaticFiles(directory=swagger_ui.static_path), name="swagger-ui")
+    _add_docs_routes(app)
+    app.include_router(kit.router)
+    app.include_router(get_bookmarks_router(kit))
+    _add_health_route(app, kit)
+    return app
+
+
+def _add_docs_routes(app: FastAPI) -> None:
+    redirect_url = "/docs/oauth2-redirect"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui_page() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - API",
+            swagger_js_url=f"{SWAGGER_STATIC}/swagger-ui-bundle.js",
+            swagger_css_url=f"{SWAGGER_STATIC}/swagger-ui.css",
+            swagger_favicon_url=f"{SWAGGER_STATIC}/favicon-32x32.png",
+            oauth2_redirect_url=redirect_url,
+        )
+
+    @app.get(redirect_url, include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+
+def _add_health_route(app: FastAPI, kit: PostKit) -> None:
+    Session = Annotated[AsyncSession, Depends(kit.session, scope="function")]
+
+    @app.get("/health", tags=["health"])
+    async def health(session: Session) -> JSONResponse:
+        """200 ``{"status": "ok", "database": "ok"}`` when the database answers, else 503."""
+        try:
+            await session.execute(text("SELECT 1"))
+        except (SQLAlchemyError, OSError):
+            logger.warning("socialapp: health check failed: database unavailable", exc_info=True)
+            return JSONResponse({"status": "error", "database": "unavailable"}, status_code=503)
+        return JSONResponse({"status": "ok", "database": "ok"})
+
+
+def _configure_logging(level: str) -> None:
+    # The app's own log lines (database location, migrations) next to the server's.
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(level.upper())
+
+
+app = create_app()

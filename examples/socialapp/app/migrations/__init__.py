@@ -1,0 +1,1 @@
+"""The app's Alembic history, composed with postkit's (see alembic.ini and app/migrate.py)."""
