@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command
+from alembic.config import Config
 from alembic.script import ScriptDirectory
 from conftest import (
     POSTKIT_TABLES,
@@ -42,8 +43,12 @@ def revisions_oldest_first() -> list[str]:
     return [revision.revision for revision in reversed(list(script.walk_revisions()))]
 
 
+def recorded(url: str, version_table: str) -> list[str]:
+    return [row[0] for row in run_sql(url, f"SELECT version_num FROM {version_table}")]
+
+
 def recorded_revisions(url: str) -> list[str]:
-    return [row[0] for row in run_sql(url, f"SELECT version_num FROM {VERSION_TABLE}")]
+    return recorded(url, VERSION_TABLE)
 
 
 def check(url: str) -> None:
@@ -246,3 +251,145 @@ def test_the_wheel_contains_the_migrations(tmp_path):
         assert expected in names
     assert "postkit/migrations/versions/postkit_0001_initial.py" in names
     assert not any("__pycache__" in name for name in names)
+
+
+# --- Composed into a host's own Alembic history (tests/hostapp) -----------------------------------
+
+HOSTAPP = Path(__file__).resolve().parent / "hostapp"
+HOST_TABLE = "host_bookmarks"
+
+
+def host_config(url: str, monkeypatch: pytest.MonkeyPatch) -> Config:
+    """The host's Alembic config, read from its alembic.ini as the `alembic` command would."""
+    monkeypatch.setenv("HOST_DATABASE_URL", url)
+    return Config(str(HOSTAPP / "alembic.ini"))
+
+
+def test_host_history_upgrades_checks_and_downgrades(empty_database_url, monkeypatch):
+    config = host_config(empty_database_url, monkeypatch)
+
+    command.upgrade(config, "heads")
+    tables = table_names(empty_database_url)
+    assert {*POSTKIT_TABLES, HOST_TABLE, "alembic_version"} <= tables
+    assert VERSION_TABLE not in tables  # the host's one version table holds both branches
+    # postkit_0001 is an ancestor of host_0001 (depends_on), so Alembic records only host_0001.
+    assert recorded(empty_database_url, "alembic_version") == ["host_0001"]
+
+    command.check(config)  # both metadata objects match the composed history
+
+    # The host's foreign key to postkit_users holds and cascades (SQLite: foreign_keys=ON).
+    user_id = run_sql(
+        empty_database_url,
+        "INSERT INTO postkit_users (email, username, password_hash) "
+        "VALUES ('ann@example.com', 'ann', 'x') RETURNING id",
+    )[0][0]
+    run_sql(
+        empty_database_url,
+        f"INSERT INTO {HOST_TABLE} (user_id, url) VALUES ({user_id}, 'https://example.com')",
+    )
+    with pytest.raises(Exception, match=r"(?i)foreign key"):
+        run_sql(empty_database_url, f"INSERT INTO {HOST_TABLE} (user_id, url) VALUES (999, 'x')")
+    run_sql(empty_database_url, f"DELETE FROM postkit_users WHERE id = {user_id}")
+    assert run_sql(empty_database_url, f"SELECT count(*) FROM {HOST_TABLE}") == [(0,)]
+
+    command.downgrade(config, "base")
+    assert table_names(empty_database_url) <= {"alembic_version"}
+    assert recorded(empty_database_url, "alembic_version") == []
+
+
+def test_host_revision_pulls_in_postkit_through_depends_on(empty_database_url, monkeypatch):
+    """Upgrading only the host's branch applies postkit's revision first."""
+    config = host_config(empty_database_url, monkeypatch)
+    command.upgrade(config, "host@head")
+    assert {*POSTKIT_TABLES, HOST_TABLE} <= table_names(empty_database_url)
+
+    command.downgrade(config, "host@base")  # the host's branch only: postkit's tables stay
+    tables = table_names(empty_database_url)
+    assert HOST_TABLE not in tables
+    assert set(POSTKIT_TABLES) <= tables
+    assert recorded(empty_database_url, "alembic_version") == ["postkit_0001"]
+
+
+def test_host_can_point_at_postkits_versions_by_path(empty_database_url, monkeypatch):
+    """Configured in code, a host may use postkit.migrations.VERSIONS_DIR instead."""
+    config = host_config(empty_database_url, monkeypatch)
+    config.set_main_option(
+        "version_locations", f"{HOSTAPP / 'migrations' / 'versions'} {VERSIONS_DIR}"
+    )
+    assert {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()} == {
+        "host_0001",
+        "postkit_0001",
+    }
+    command.upgrade(config, "heads")
+    assert {*POSTKIT_TABLES, HOST_TABLE} <= table_names(empty_database_url)
+
+
+def test_host_history_with_the_alembic_command(empty_database_url, tmp_path):
+    """The host's alembic.ini works as is with the real `alembic` command."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTKIT_")}
+    env["HOST_DATABASE_URL"] = empty_database_url
+
+    def alembic(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "alembic", "-c", str(HOSTAPP / "alembic.ini"), *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    heads = alembic("heads")
+    assert heads.returncode == 0, heads.stderr
+    assert "host_0001 (host) (head)" in heads.stdout
+    # Until postkit ships a later revision, host_0001 depends on postkit's head.
+    assert "postkit_0001 (postkit) (effective head)" in heads.stdout
+
+    upgraded = alembic("upgrade", "heads")
+    assert upgraded.returncode == 0, upgraded.stderr
+    current = alembic("current")
+    assert current.returncode == 0, current.stderr
+    lines = set(current.stdout.strip().splitlines())
+    assert lines == {"postkit_0001 (effective head)", "host_0001 (head)"}
+    assert {*POSTKIT_TABLES, HOST_TABLE} <= table_names(empty_database_url)
+
+
+FUTURE_REVISION = """
+import sqlalchemy as sa
+from alembic import op
+
+revision = "postkit_9999"
+down_revision = "postkit_0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.add_column("postkit_users", sa.Column("future_flag", sa.Boolean(), nullable=True))
+
+
+def downgrade():
+    with op.batch_alter_table("postkit_users") as batch:
+        batch.drop_column("future_flag")
+"""
+
+
+def test_host_picks_up_a_later_postkit_revision(empty_database_url, monkeypatch, tmp_path):
+    """When a postkit upgrade ships a new revision, the host's `upgrade heads` applies it."""
+    config = host_config(empty_database_url, monkeypatch)
+    command.upgrade(config, "heads")
+
+    release = tmp_path / "future_versions"
+    release.mkdir()
+    (release / "postkit_9999_future.py").write_text(FUTURE_REVISION)
+    locations = config.get_main_option("version_locations")
+    config.set_main_option("version_locations", f"{locations} {release}")
+
+    command.upgrade(config, "heads")
+    assert sorted(recorded(empty_database_url, "alembic_version")) == ["host_0001", "postkit_9999"]
+    columns = run_sql(empty_database_url, "SELECT future_flag FROM postkit_users")
+    assert columns == []
+
+    command.downgrade(config, "base")
+    assert table_names(empty_database_url) <= {"alembic_version"}

@@ -26,6 +26,7 @@ from postkit.db import normalize_database_url
 
 __all__ = [
     "BRANCH_LABEL",
+    "OPTIONAL_INDEXES",
     "SCRIPT_LOCATION",
     "VERSIONS_DIR",
     "VERSION_LOCATION",
@@ -47,6 +48,12 @@ VERSION_TABLE = "postkit_alembic_version"
 BRANCH_LABEL = "postkit"
 # pg_advisory_xact_lock key: the bytes "postkit" read as an integer, constant across releases.
 ADVISORY_LOCK_KEY = int.from_bytes(b"postkit", "big")
+OPTIONAL_INDEXES = frozenset({"ix_postkit_posts_title_trgm", "ix_postkit_posts_content_trgm"})
+"""Indexes the migrations create only where the database allows (pg_trgm on PostgreSQL).
+
+The models cannot declare them portably, so autogenerate must ignore them: postkit's own
+``env.py`` does, and a host composing postkit's history into its own should do the same.
+"""
 CONNECT_TIMEOUT = 15.0
 """Seconds to wait for the migration connection to PostgreSQL."""
 

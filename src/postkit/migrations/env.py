@@ -14,14 +14,10 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from postkit.migrations import VERSION_TABLE
+from postkit.migrations import OPTIONAL_INDEXES, VERSION_TABLE
 from postkit.models import metadata
 
 config = context.config
-
-# Indexes that migrations create only where the database allows it (pg_trgm); the models cannot
-# declare them portably, so autogenerate leaves them alone.
-OPTIONAL_INDEXES = {"ix_postkit_posts_title_trgm", "ix_postkit_posts_content_trgm"}
 
 
 def include_object(
