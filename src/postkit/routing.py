@@ -6,6 +6,7 @@ themselves and travels with them through ``include_router``, whatever prefix the
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -17,14 +18,51 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.types import Message
 
 from postkit.errors import ErrorCode, PostKitError
 
-__all__ = ["PostKitRoute"]
+__all__ = ["PostKitRoute", "body_limited_route"]
 
 logger = logging.getLogger("postkit")
 
 _DB_UNAVAILABLE_DETAIL = "The database is unavailable; try again shortly."
+_BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class _AsciiJSONResponse(JSONResponse):
+    # Validation errors echo the input, which may hold unpaired surrogates: escape them.
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":")).encode("ascii")
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _with_limited_body(request: Request, limit: int) -> Request:
+    """Read the body up to ``limit`` bytes (declared or streamed), then replay it to FastAPI."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _BodyTooLarge
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    replayed = False
+
+    async def receive() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await request.receive()
+
+    return Request(request.scope, receive)
 
 
 def _database_unavailable(exc: BaseException) -> bool:
@@ -50,18 +88,35 @@ def _database_unavailable(exc: BaseException) -> bool:
 
 class PostKitRoute(APIRoute):
     """An :class:`APIRoute` that answers :class:`PostKitError`, validation errors and database
-    outages with ``{"detail", "code"}`` bodies instead of leaving them to the host app."""
+    outages with ``{"detail", "code"}`` bodies instead of leaving them to the host app.
+
+    With :attr:`max_body_bytes` set (see :func:`body_limited_route`), a larger request body is
+    answered 413 ``BODY_TOO_LARGE`` before FastAPI parses it.
+    """
+
+    max_body_bytes: int | None = None
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        limit = self.max_body_bytes
 
         async def handle(request: Request) -> Response:
             try:
+                if limit is not None and request.method not in _BODYLESS_METHODS:
+                    request = await _with_limited_body(request, limit)
                 return await handler(request)
+            except _BodyTooLarge:
+                return JSONResponse(
+                    {
+                        "detail": f"The request body is larger than {limit} bytes",
+                        "code": ErrorCode.BODY_TOO_LARGE.value,
+                    },
+                    status_code=413,
+                )
             except PostKitError as exc:
                 return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
             except RequestValidationError as exc:
-                return JSONResponse(
+                return _AsciiJSONResponse(
                     {
                         "detail": jsonable_encoder(exc.errors()),
                         "code": ErrorCode.VALIDATION_ERROR.value,
@@ -79,3 +134,9 @@ class PostKitRoute(APIRoute):
                 )
 
         return handle
+
+
+def body_limited_route(max_body_bytes: int) -> type[PostKitRoute]:
+    """A :class:`PostKitRoute` class refusing request bodies over ``max_body_bytes`` with 413:
+    ``APIRouter(route_class=body_limited_route(kit.settings.max_body_bytes))``."""
+    return type("BodyLimitedPostKitRoute", (PostKitRoute,), {"max_body_bytes": max_body_bytes})

@@ -1,17 +1,216 @@
-"""Posts routes (to be filled in by the posts work)."""
+"""Posts: ``GET/POST /posts``, ``GET/PUT/PATCH/DELETE /posts/{id}``.
 
-from typing import TYPE_CHECKING
+Handlers are thin: parse, depend, call :mod:`postkit.services.posts`, answer. Post responses are
+built as plain dicts and serialised straight to JSON (the response models document them).
+"""
 
-from fastapi import APIRouter
+from typing import TYPE_CHECKING, Annotated, Any
 
-from postkit.routing import PostKitRoute
+import pydantic_core
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from postkit.errors import error_responses
+from postkit.models import User
+from postkit.routing import body_limited_route
+from postkit.schemas.posts import PostCreate, PostPatch, PostPublic, PostReplace, storable_text
+from postkit.services import posts as post_service
 
 if TYPE_CHECKING:
     from postkit.kit import PostKit
 
-__all__ = ["get_posts_router"]
+__all__ = ["get_posts_router", "json_response"]
+
+SEARCH_MAX_LENGTH = 200
+
+_PAGING_HEADERS = {
+    "Link": {
+        "description": 'The next page: `<url>; rel="next"`. Absent on the last page.',
+        "schema": {"type": "string"},
+    },
+    "X-Next-Cursor": {
+        "description": "The `cursor` of the next page. Absent on the last page.",
+        "schema": {"type": "string"},
+    },
+}
+
+
+def json_response(
+    data: Any, *, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """Serialise ``data`` (dicts, lists, datetimes) straight to a JSON response."""
+    return Response(
+        pydantic_core.to_json(data),
+        status_code=status_code,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def _check_content_length(content: str | None, limit: int) -> None:
+    if content is not None and len(content) > limit:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "string_too_long",
+                    "loc": ("body", "content"),
+                    "msg": f"String should have at most {limit} characters",
+                    "ctx": {"max_length": limit},
+                }
+            ]
+        )
+
+
+def _check_search(search: str | None) -> str | None:
+    if search is None:
+        return None
+    try:
+        return storable_text(search)
+    except ValueError as exc:
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("query", "search"), "msg": str(exc)}]
+        ) from None
 
 
 def get_posts_router(kit: "PostKit") -> APIRouter:
-    router = APIRouter(route_class=PostKitRoute, tags=["posts"])
+    """The posts routes of ``kit``. Reads need a token unless ``public_reads`` is set."""
+    settings = kit.settings
+    router = APIRouter(route_class=body_limited_route(settings.max_body_bytes), tags=["posts"])
+    Session = Annotated[AsyncSession, Depends(kit.session, scope="function")]
+    CurrentUser = Annotated[User, Depends(kit.current_user)]
+    Reader = Annotated[
+        User | None, Depends(kit.optional_user if settings.public_reads else kit.current_user)
+    ]
+    hooks = kit.hooks
+    content_limit = settings.post_content_max_length
+
+    @router.get(
+        "/posts",
+        name="postkit:list_posts",
+        response_model=list[PostPublic],
+        responses={200: {"headers": _PAGING_HEADERS}, **error_responses(400, 401, 422)},
+    )
+    async def list_posts(
+        request: Request,
+        session: Session,
+        reader: Reader,
+        limit: Annotated[
+            int, Query(ge=1, le=settings.posts_max_limit, description="Posts per page.")
+        ] = settings.posts_default_limit,
+        skip: Annotated[
+            int, Query(ge=0, le=post_service.MAX_ID, description="Posts to skip first.")
+        ] = 0,
+        search: Annotated[
+            str | None,
+            Query(
+                max_length=SEARCH_MAX_LENGTH,
+                description="Case-insensitive literal substring of the title or content.",
+            ),
+        ] = None,
+        sort: Annotated[
+            post_service.Sort, Query(description="`new`: newest first; `top`: most votes first.")
+        ] = "new",
+        cursor: Annotated[
+            str | None,
+            Query(max_length=512, description="From a previous page's `X-Next-Cursor`."),
+        ] = None,
+    ) -> Response:
+        """The posts the caller may see, newest first (or most voted with `sort=top`).
+
+        The next page's URL is in the `Link` header (`rel="next"`), its cursor in `X-Next-Cursor`.
+        """
+        page = await post_service.list_posts(
+            session,
+            user=reader,
+            hooks=hooks,
+            limit=limit,
+            skip=skip,
+            search=_check_search(search) or None,
+            sort=sort,
+            cursor=cursor,
+        )
+        headers = None
+        if page.next_cursor is not None:
+            next_url = request.url.remove_query_params(["cursor", "skip"]).include_query_params(
+                cursor=page.next_cursor
+            )
+            headers = {"Link": f'<{next_url}>; rel="next"', "X-Next-Cursor": page.next_cursor}
+        return json_response(page.posts, headers=headers)
+
+    @router.get(
+        "/posts/{post_id}",
+        name="postkit:get_post",
+        response_model=PostPublic,
+        responses=error_responses(401, 404, 422),
+    )
+    async def get_post(post_id: int, session: Session, reader: Reader) -> Response:
+        """One post. Another user's draft answers 404, like a post that does not exist."""
+        return json_response(
+            await post_service.get_post(session, post_id=post_id, user=reader, hooks=hooks)
+        )
+
+    @router.post(
+        "/posts",
+        name="postkit:create_post",
+        status_code=status.HTTP_201_CREATED,
+        response_model=PostPublic,
+        responses=error_responses(401, 403, 413, 422),
+    )
+    async def create_post(body: PostCreate, session: Session, user: CurrentUser) -> Response:
+        """Create a post owned by the caller."""
+        _check_content_length(body.content, content_limit)
+        created = await post_service.create_post(
+            session, data=body.model_dump(), user=user, hooks=hooks
+        )
+        return json_response(created, status_code=201)
+
+    @router.put(
+        "/posts/{post_id}",
+        name="postkit:replace_post",
+        response_model=PostPublic,
+        responses=error_responses(401, 403, 404, 413, 422),
+    )
+    async def replace_post(
+        post_id: int, body: PostReplace, session: Session, user: CurrentUser
+    ) -> Response:
+        """Replace a post's title, content and published flag (owner only)."""
+        _check_content_length(body.content, content_limit)
+        updated = await post_service.update_post(
+            session, post_id=post_id, changes=body.model_dump(), user=user, hooks=hooks
+        )
+        return json_response(updated)
+
+    @router.patch(
+        "/posts/{post_id}",
+        name="postkit:update_post",
+        response_model=PostPublic,
+        responses=error_responses(401, 403, 404, 413, 422),
+    )
+    async def update_post(
+        post_id: int, body: PostPatch, session: Session, user: CurrentUser
+    ) -> Response:
+        """Change only the fields sent (owner only)."""
+        _check_content_length(body.content, content_limit)
+        updated = await post_service.update_post(
+            session,
+            post_id=post_id,
+            changes=body.model_dump(exclude_unset=True),
+            user=user,
+            hooks=hooks,
+        )
+        return json_response(updated)
+
+    @router.delete(
+        "/posts/{post_id}",
+        name="postkit:delete_post",
+        status_code=status.HTTP_204_NO_CONTENT,
+        response_class=Response,
+        responses=error_responses(401, 403, 404),
+    )
+    async def delete_post(post_id: int, session: Session, user: CurrentUser) -> Response:
+        """Delete a post and its votes (owner only)."""
+        await post_service.delete_post(session, post_id=post_id, user=user, hooks=hooks)
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
     return router

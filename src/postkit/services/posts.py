@@ -1,0 +1,414 @@
+"""Post rules: visibility, ownership, the feed query, and the post hooks.
+
+Reads select plain columns (the post, its ``vote_count`` counter and its owner's id and username)
+in ONE query and build response dicts directly; no ORM objects are created unless a plugin
+implements ``extra_post_fields``. Writes load the post as an ORM object (with its owner), run
+the hooks, commit, then run the "after" hooks.
+
+Every read, and the lookup before every update, delete and vote, applies the same filters: a
+draft is visible only to its owner, and every ``post_query_filters`` answer must hold.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+from sqlalchemy import Select, literal, select, true, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import contains_eager
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.elements import ColumnElement
+
+from postkit.errors import ErrorCode, PostKitError
+from postkit.models import Post, User
+from postkit.plugins import HookRunner
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = [
+    "MAX_ID",
+    "FeedPage",
+    "Sort",
+    "create_post",
+    "decode_cursor",
+    "delete_post",
+    "encode_cursor",
+    "feed_statement",
+    "find_post",
+    "get_post",
+    "like_pattern",
+    "list_posts",
+    "post_statement",
+    "read_filters",
+    "serialize_post",
+    "update_post",
+]
+
+Sort = Literal["new", "top"]
+FeedSelect: TypeAlias = "Select[Unpack[tuple[Any, ...]]]"
+MAX_ID = 2**31 - 1
+"""Ids beyond the database's integer range cannot exist: they answer 404 without a query."""
+
+_FEED_COLUMNS = (
+    Post.id,
+    Post.title,
+    Post.content,
+    Post.published,
+    Post.created_at,
+    Post.updated_at,
+    Post.owner_id,
+    Post.vote_count,
+    User.username,
+)
+
+
+def post_not_found() -> PostKitError:
+    return PostKitError("Post not found", status_code=404, code=ErrorCode.POST_NOT_FOUND)
+
+
+def _invalid_cursor(why: str) -> PostKitError:
+    return PostKitError(f"Invalid cursor: {why}", status_code=400, code=ErrorCode.INVALID_CURSOR)
+
+
+# --- Filters ------------------------------------------------------------------------------------
+
+
+def visibility_clause(user_id: int | None) -> ColumnElement[bool]:
+    """Published posts, plus the reader's own drafts."""
+    if user_id is None:
+        return Post.published == true()
+    return (Post.published == true()) | (Post.owner_id == user_id)
+
+
+async def read_filters(hooks: HookRunner, user: User | None) -> list[ColumnElement[bool]]:
+    """Every condition a post must meet to be visible to ``user``: the draft rule, then the
+    ``post_query_filters`` answers of every plugin."""
+    filters = [visibility_clause(user.id if user is not None else None)]
+    for answer in await hooks.call("post_query_filters", user=user):
+        filters.extend(answer)
+    return filters
+
+
+def like_pattern(term: str) -> str:
+    """A LIKE pattern matching ``term`` literally anywhere (escape character: backslash)."""
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+# --- Cursors ------------------------------------------------------------------------------------
+
+
+def encode_cursor(sort: Sort, key: datetime | int, post_id: int) -> str:
+    """An opaque cursor naming the last post of a page (its sort key and id)."""
+    value = key.isoformat() if isinstance(key, datetime) else key
+    raw = json.dumps({"s": sort, "k": value, "i": post_id}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str, sort: Sort) -> tuple[datetime | int, int]:
+    """The sort key and id a cursor names, or a 400 ``INVALID_CURSOR``."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        payload = json.loads(raw)
+    except (binascii.Error, ValueError):
+        raise _invalid_cursor("not a cursor postkit issued") from None
+    if not isinstance(payload, dict) or set(payload) != {"s", "k", "i"}:
+        raise _invalid_cursor("not a cursor postkit issued")
+    if payload["s"] != sort:
+        raise _invalid_cursor(f"it belongs to sort={payload['s']!r}, not sort={sort!r}")
+    post_id = payload["i"]
+    if type(post_id) is not int or not 0 <= post_id <= MAX_ID:
+        raise _invalid_cursor("bad post id")
+    key = payload["k"]
+    if sort == "top":
+        if type(key) is not int or not -(2**31) <= key <= MAX_ID:
+            raise _invalid_cursor("bad vote count")
+        return key, post_id
+    try:
+        created_at = datetime.fromisoformat(key) if isinstance(key, str) else None
+    except ValueError:
+        created_at = None
+    if created_at is None or created_at.tzinfo is None:
+        raise _invalid_cursor("bad timestamp")
+    return created_at, post_id
+
+
+# --- Statements ---------------------------------------------------------------------------------
+
+
+def feed_statement(
+    *,
+    filters: Sequence[ColumnElement[bool]],
+    limit: int,
+    skip: int = 0,
+    search: str | None = None,
+    sort: Sort = "new",
+    after: tuple[datetime | int, int] | None = None,
+) -> FeedSelect:
+    """The one query behind ``GET /posts``: posts joined to their owner's id and username.
+
+    :param filters: from :func:`read_filters`.
+    :param limit: rows to fetch (the route asks for one more than the page, to know if another
+        page follows).
+    :param search: matched case-insensitively and literally against title or content (ILIKE,
+        which PostgreSQL answers from the trigram indexes).
+    :param after: the decoded cursor: only posts after it in ``sort`` order.
+    """
+    statement: FeedSelect = (
+        select(*_FEED_COLUMNS).join(User, User.id == Post.owner_id).where(*filters)
+    )
+    if search:
+        pattern = like_pattern(search)
+        statement = statement.where(
+            Post.title.ilike(pattern, escape="\\") | Post.content.ilike(pattern, escape="\\")
+        )
+    key_column: Any = Post.vote_count if sort == "top" else Post.created_at
+    if after is not None:
+        key, post_id = after
+        statement = statement.where(
+            tuple_(key_column, Post.id)
+            < tuple_(literal(key, key_column.type), literal(post_id, Post.id.type))
+        )
+    statement = statement.order_by(key_column.desc(), Post.id.desc()).limit(limit)
+    if skip:
+        statement = statement.offset(skip)
+    return statement
+
+
+def post_statement(post_id: int, *, filters: Sequence[ColumnElement[bool]]) -> FeedSelect:
+    """The query behind ``GET /posts/{id}``: the same columns as the feed, for one post."""
+    statement: FeedSelect = (
+        select(*_FEED_COLUMNS)
+        .join(User, User.id == Post.owner_id)
+        .where(Post.id == post_id, *filters)
+    )
+    return statement
+
+
+# --- Serialisation ------------------------------------------------------------------------------
+
+
+def _row_dict(row: Any) -> dict[str, Any]:
+    post_id, title, content, published, created_at, updated_at, owner_id, votes, username = row
+    return {
+        "id": post_id,
+        "title": title,
+        "content": content,
+        "published": published,
+        "created_at": created_at,
+        "updated_at": updated_at,
+        "owner_id": owner_id,
+        "owner": {"id": owner_id, "username": username},
+        "votes": votes,
+        "extra": {},
+    }
+
+
+def serialize_post(post: Post, *, username: str) -> dict[str, Any]:
+    """The response dict of an ORM post (after a write)."""
+    return {
+        "id": post.id,
+        "title": post.title,
+        "content": post.content,
+        "published": post.published,
+        "created_at": post.created_at,
+        "updated_at": post.updated_at,
+        "owner_id": post.owner_id,
+        "owner": {"id": post.owner_id, "username": username},
+        "votes": post.vote_count,
+        "extra": {},
+    }
+
+
+def _post_from_dict(item: dict[str, Any]) -> Post:
+    # A detached Post for plugins reading a serialised row; never added to a session.
+    post = Post(
+        id=item["id"],
+        title=item["title"],
+        content=item["content"],
+        published=item["published"],
+        created_at=item["created_at"],
+        updated_at=item["updated_at"],
+        owner_id=item["owner_id"],
+        vote_count=item["votes"],
+    )
+    set_committed_value(
+        post, "owner", User(id=item["owner_id"], username=item["owner"]["username"])
+    )
+    return post
+
+
+async def _add_extra(
+    hooks: HookRunner,
+    items: list[dict[str, Any]],
+    user: User | None,
+    posts: Sequence[Post] | None = None,
+) -> None:
+    if not hooks.has_implementations("extra_post_fields"):
+        return
+    for index, item in enumerate(items):
+        post = posts[index] if posts is not None else _post_from_dict(item)
+        extra: dict[str, Any] = item["extra"]
+        for answer in await hooks.call("extra_post_fields", post=post, user=user):
+            for key, value in answer.items():
+                extra.setdefault(key, value)
+
+
+# --- Reads --------------------------------------------------------------------------------------
+
+
+@dataclass
+class FeedPage:
+    """One page of the feed: response dicts, and the cursor of the next page if one may follow."""
+
+    posts: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+async def list_posts(
+    session: AsyncSession,
+    *,
+    user: User | None,
+    hooks: HookRunner,
+    limit: int,
+    skip: int = 0,
+    search: str | None = None,
+    sort: Sort = "new",
+    cursor: str | None = None,
+) -> FeedPage:
+    """A page of the posts ``user`` may see, newest (or most voted) first."""
+    after = decode_cursor(cursor, sort) if cursor else None
+    statement = feed_statement(
+        filters=await read_filters(hooks, user),
+        limit=limit + 1,
+        skip=skip,
+        search=search,
+        sort=sort,
+        after=after,
+    )
+    rows = (await session.execute(statement)).all()
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        next_cursor = encode_cursor(
+            sort, last.vote_count if sort == "top" else last.created_at, last.id
+        )
+    items = [_row_dict(row) for row in rows]
+    await _add_extra(hooks, items, user)
+    return FeedPage(posts=items, next_cursor=next_cursor)
+
+
+async def get_post(
+    session: AsyncSession, *, post_id: int, user: User | None, hooks: HookRunner
+) -> dict[str, Any]:
+    """One post ``user`` may see, or 404."""
+    if not 1 <= post_id <= MAX_ID:
+        raise post_not_found()
+    statement = post_statement(post_id, filters=await read_filters(hooks, user))
+    row = (await session.execute(statement)).first()
+    if row is None:
+        raise post_not_found()
+    items = [_row_dict(row)]
+    await _add_extra(hooks, items, user)
+    return items[0]
+
+
+async def find_post(
+    session: AsyncSession, *, post_id: int, user: User | None, hooks: HookRunner
+) -> Post:
+    """The ORM post ``user`` may see (owner loaded), for a write or a vote; or 404."""
+    if not 1 <= post_id <= MAX_ID:
+        raise post_not_found()
+    statement = (
+        select(Post)
+        .join(Post.owner)
+        .options(contains_eager(Post.owner))
+        .where(Post.id == post_id, *await read_filters(hooks, user))
+    )
+    post = (await session.execute(statement)).scalar_one_or_none()
+    if post is None:
+        raise post_not_found()
+    return post
+
+
+# --- Writes -------------------------------------------------------------------------------------
+
+
+async def _respond(hooks: HookRunner, post: Post, user: User) -> dict[str, Any]:
+    item = serialize_post(post, username=post.owner.username)
+    await _add_extra(hooks, [item], user, [post])
+    return item
+
+
+async def create_post(
+    session: AsyncSession, *, data: dict[str, Any], user: User, hooks: HookRunner
+) -> dict[str, Any]:
+    """Create a post owned by ``user`` from ``data`` (title, content, published)."""
+    await hooks.call("validate_post", data=data, user=user, existing=None)
+    post = Post(
+        title=data["title"],
+        content=data["content"],
+        published=data.get("published", True),
+        owner_id=user.id,
+    )
+    set_committed_value(post, "owner", user)
+    session.add(post)
+    await hooks.call("before_post_save", post=post, user=user)
+    await session.flush()
+    await session.commit()
+    await hooks.notify("after_post_create", post=post, user=user)
+    return await _respond(hooks, post, user)
+
+
+async def _check_may_modify(hooks: HookRunner, post: Post, user: User, action: str) -> None:
+    allowed = await hooks.first("can_modify_post", post=post, user=user, action=action)
+    if allowed is None:
+        allowed = post.owner_id == user.id
+    if not allowed:
+        raise PostKitError(
+            f"Only the post's owner may {action} it",
+            status_code=403,
+            code=ErrorCode.NOT_POST_OWNER,
+        )
+
+
+async def update_post(
+    session: AsyncSession,
+    *,
+    post_id: int,
+    changes: dict[str, Any],
+    user: User,
+    hooks: HookRunner,
+) -> dict[str, Any]:
+    """Apply ``changes`` (all fields for PUT, the sent ones for PATCH) to a post ``user`` may
+    modify."""
+    post = await find_post(session, post_id=post_id, user=user, hooks=hooks)
+    await _check_may_modify(hooks, post, user, "update")
+    await hooks.call("validate_post", data=changes, user=user, existing=post)
+    for field, value in changes.items():
+        setattr(post, field, value)
+    await hooks.call("before_post_save", post=post, user=user)
+    await session.flush()
+    await session.commit()
+    await hooks.notify("after_post_update", post=post, user=user, changes=changes)
+    return await _respond(hooks, post, user)
+
+
+async def delete_post(
+    session: AsyncSession, *, post_id: int, user: User, hooks: HookRunner
+) -> None:
+    """Delete a post ``user`` may modify; its votes go with it (foreign-key cascade)."""
+    post = await find_post(session, post_id=post_id, user=user, hooks=hooks)
+    await _check_may_modify(hooks, post, user, "delete")
+    await session.delete(post)
+    await session.flush()
+    await session.commit()
+    await hooks.notify("after_post_delete", post=post, user=user)
