@@ -45,6 +45,9 @@ class PostKitSettings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         validate_default=True,
+        # Errors name the setting and the reason but never echo the value: it may be a secret
+        # or a database URL with a password in it, and start-up errors end up in logs.
+        hide_input_in_errors=True,
     )
 
     # --- Environment and database -------------------------------------------------------------
@@ -173,6 +176,14 @@ class PostKitSettings(BaseSettings):
                     f"must be at least {MIN_SECRET_BYTES} bytes long; generate one with "
                     "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
                 )
+        return value
+
+    @field_validator("access_token_ttl", "refresh_token_ttl", "login_failure_window", mode="before")
+    @classmethod
+    def _seconds_as_duration(cls, value: object) -> object:
+        # POSTKIT_ACCESS_TOKEN_TTL=900 means seconds; pydantic alone only parses "PT15M" strings.
+        if isinstance(value, str) and value.strip().lstrip("-").replace(".", "", 1).isdigit():
+            return float(value)
         return value
 
     @field_validator("access_token_ttl", "refresh_token_ttl", "login_failure_window")
