@@ -1,0 +1,249 @@
+"""The data layer: foreign keys, the per-request session, isolation between kits, no import work."""
+
+# No `from __future__ import annotations`: FastAPI must resolve the local Annotated aliases.
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+import httpx
+import pytest
+from fastapi import Depends, FastAPI, HTTPException
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from postkit import PostKit, User, Vote
+from postkit.db import Database
+
+
+@asynccontextmanager
+async def serve(
+    app: FastAPI, *, raise_app_exceptions: bool = True
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
+        async with httpx.AsyncClient(transport=transport, base_url="http://host") as http:
+            yield http
+
+
+async def count_users(kit: PostKit, email: str) -> int:
+    async with kit.db.sessionmaker() as session:
+        return int(
+            await session.scalar(select(func.count()).select_from(User).where(User.email == email))
+            or 0
+        )
+
+
+def host_app(kit: PostKit) -> FastAPI:
+    """A host with routes of its own that write through postkit's session dependency."""
+    app = FastAPI(lifespan=kit.lifespan)
+    app.include_router(kit.router)
+    SessionDep = Annotated[AsyncSession, Depends(kit.session, scope="function")]
+
+    def add_user(session: AsyncSession, name: str) -> None:
+        session.add(User(email=f"{name}@example.com", username=name, password_hash="x"))
+
+    @app.post("/ok/{name}")
+    async def ok(name: str, session: SessionDep) -> dict[str, str]:
+        add_user(session, name)
+        await session.flush()
+        return {"created": name}  # no commit here: the dependency commits
+
+    @app.post("/refused/{name}")
+    async def refused(name: str, session: SessionDep) -> None:
+        add_user(session, name)
+        await session.flush()
+        raise HTTPException(status_code=409, detail="changed my mind")
+
+    @app.post("/crash/{name}")
+    async def crash(name: str, session: SessionDep) -> None:
+        add_user(session, name)
+        await session.flush()
+        raise RuntimeError("host bug")
+
+    return app
+
+
+# --- The per-request session ----------------------------------------------------------------------
+
+
+async def test_session_commits_when_the_route_succeeds(settings_factory):
+    kit = PostKit(settings_factory())
+    async with serve(host_app(kit)) as http:
+        response = await http.post("/ok/alice")
+        assert response.status_code == 200
+        assert await count_users(kit, "alice@example.com") == 1
+
+
+async def test_session_rolls_back_on_http_error(settings_factory):
+    kit = PostKit(settings_factory())
+    async with serve(host_app(kit)) as http:
+        response = await http.post("/refused/bob")
+        assert response.status_code == 409
+        assert await count_users(kit, "bob@example.com") == 0
+
+
+async def test_session_rolls_back_on_unhandled_error(settings_factory):
+    kit = PostKit(settings_factory())
+    async with serve(host_app(kit), raise_app_exceptions=False) as http:
+        response = await http.post("/crash/carol")
+        assert response.status_code == 500
+        assert await count_users(kit, "carol@example.com") == 0
+
+
+async def test_host_route_and_current_user_share_one_session(settings_factory, new_user):
+    """current_user and the route get the same session, so the user object is usable."""
+    kit = PostKit(settings_factory())
+    app = host_app(kit)
+
+    @app.get("/whoami")
+    async def whoami(
+        session: Annotated[AsyncSession, Depends(kit.session, scope="function")],
+        user: Annotated[User, Depends(kit.current_user)],
+    ) -> dict[str, object]:
+        return {"same": user in session, "id": user.id}
+
+    async with serve(app) as http:
+        person = await new_user(http)
+        response = await http.get("/whoami", headers=person.headers)
+    assert response.status_code == 200
+    assert response.json() == {"same": True, "id": person.id}
+
+
+# --- Foreign keys ---------------------------------------------------------------------------------
+
+
+async def test_foreign_keys_are_enforced(settings_factory):
+    """On SQLite too: every connection runs PRAGMA foreign_keys=ON."""
+    kit = PostKit(settings_factory())
+    try:
+        async with kit.db.sessionmaker() as session:
+            user = User(email="dan@example.com", username="dan", password_hash="x")
+            session.add(user)
+            await session.commit()
+            session.add(Vote(user_id=user.id, post_id=424242))
+            with pytest.raises(IntegrityError, match=r"(?i)foreign key"):
+                await session.commit()
+    finally:
+        await kit.db.dispose()
+
+
+async def test_deleting_a_user_cascades(settings_factory):
+    from postkit import Post
+
+    kit = PostKit(settings_factory())
+    try:
+        async with kit.db.sessionmaker() as session:
+            user = User(email="eve@example.com", username="eve", password_hash="x")
+            session.add(user)
+            await session.flush()
+            post = Post(title="t", content="c", owner_id=user.id)
+            session.add(post)
+            await session.flush()
+            session.add(Vote(user_id=user.id, post_id=post.id))
+            await session.commit()
+            await session.execute(User.__table__.delete().where(User.id == user.id))
+            await session.commit()
+            assert await session.scalar(select(func.count()).select_from(Post)) == 0
+            assert await session.scalar(select(func.count()).select_from(Vote)) == 0
+    finally:
+        await kit.db.dispose()
+
+
+# --- Isolation and lifecycle ----------------------------------------------------------------------
+
+
+class Marker:
+    """A plugin object with no hooks: only its registration is observed."""
+
+
+async def test_two_kits_share_nothing(settings_factory, empty_database_url, make_client, new_user):
+    plugin = Marker()
+    first = await make_client(plugins=[plugin])
+    second = await make_client(
+        database_url=empty_database_url,
+        auto_migrate=True,
+        secret_key="another-secret-key-that-is-long-enough-987654",
+    )
+    assert first.kit.db.engine is not second.kit.db.engine
+    assert first.kit.plugin_manager is not second.kit.plugin_manager
+    assert first.kit.plugin_manager.is_registered(plugin)
+    assert not second.kit.plugin_manager.is_registered(plugin)
+    assert first.kit.router is not second.kit.router
+
+    # The same account can exist in both: they are different databases...
+    person = await new_user(first, email="same@example.com", username="same")
+    await new_user(second, email="same@example.com", username="same")
+    # ...and a token signed by one kit means nothing to the other.
+    assert (await first.get("/users/me", headers=person.headers)).status_code == 200
+    assert (await second.get("/users/me", headers=person.headers)).status_code == 401
+
+
+async def test_lifespan_disposes_of_the_engine(settings_factory):
+    kit = PostKit(settings_factory())
+    app = host_app(kit)
+    async with serve(app) as http:
+        assert (await http.post("/ok/frank")).status_code == 200
+        assert kit.db.engine.pool.checkedin() >= 1  # a pooled connection is being kept
+    assert kit.db.engine.pool.checkedin() == 0  # disposed of on shutdown
+
+
+async def test_database_from_settings_uses_the_settings(settings_factory):
+    settings = settings_factory(database_pool_size=3, database_max_overflow=2)
+    database = Database.from_settings(settings)
+    try:
+        assert database.engine.url.render_as_string(hide_password=False) == settings.database_url
+        if not database.is_sqlite:
+            assert database.engine.pool.size() == 3  # type: ignore[attr-defined]
+    finally:
+        await database.dispose()
+
+
+# --- Import-time behaviour ------------------------------------------------------------------------
+
+IMPORT_EVERYTHING = """
+import gc
+import importlib
+import pkgutil
+
+import postkit
+
+skipped = {"postkit.__main__", "postkit.migrations.env"}  # a program and Alembic's script
+for module in pkgutil.walk_packages(postkit.__path__, "postkit."):
+    if module.name not in skipped and ".versions." not in module.name:
+        importlib.import_module(module.name)
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
+from postkit import PostKitSettings
+import pluggy
+
+for kind in (Engine, AsyncEngine, PostKitSettings, pluggy.PluginManager):
+    alive = [obj for obj in gc.get_objects() if isinstance(obj, kind)]
+    assert not alive, f"import created {kind.__name__}: {alive}"
+print("clean")
+"""
+
+
+def test_importing_postkit_creates_nothing(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTKIT_")}
+    # Settings that would fail validation: importing must not read them.
+    env.update(POSTKIT_DATABASE_URL="bogus://nowhere", POSTKIT_SECRET_KEY="short")
+    (tmp_path / ".env").write_text("POSTKIT_BCRYPT_ROUNDS=not-a-number\n")
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", IMPORT_EVERYTHING],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "clean"
+    assert result.stderr == ""
+    assert not list(tmp_path.glob("*.db"))  # no SQLite file appeared either
