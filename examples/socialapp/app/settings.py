@@ -54,6 +54,7 @@ class AppSettings(BaseSettings):
         description="Comma-separated words the community rules plugin refuses in posts.",
     )
 
+    # --8<-- [start:postkit_settings]
     def postkit_settings(self) -> PostKitSettings:
         """postkit's settings, built from this app's ones by explicit keywords."""
         values: dict[str, Any] = {
@@ -69,6 +70,8 @@ class AppSettings(BaseSettings):
         if self.secret_key is not None:
             values["secret_key"] = self.secret_key
         return PostKitSettings(**values)
+
+    # --8<-- [end:postkit_settings]
 
     @property
     def banned_word_list(self) -> list[str]:
