@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,11 +22,13 @@ from conftest import (
     POSTKIT_TABLES,
     create_postgres_database,
     drop_postgres_database,
+    postgres_server_url,
     require_postgres,
     run_sql,
     table_names,
 )
 from sqlalchemy import inspect
+from sqlalchemy.engine import make_url
 
 from postkit.db import create_engine_for, normalize_database_url
 from postkit.migrations import (
@@ -214,6 +221,81 @@ def test_six_concurrent_upgrades_of_a_fresh_postgres_database(tmp_path):
         check(url)
     finally:
         drop_postgres_database(url)
+
+
+@pytest.fixture
+def pgbouncer_url() -> Iterator[str]:
+    """A fresh PostgreSQL database reached through PgBouncer in transaction pooling mode."""
+    require_postgres("migrations through PgBouncer")
+    binary = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin")
+    if binary is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("pgbouncer is not installed; .ci/run installs it", pytrace=False)
+        pytest.skip("pgbouncer is not installed")
+    server = make_url(postgres_server_url() or "")
+    database = create_postgres_database("postkit_pgbouncer")
+    name = make_url(database).database
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    workdir = Path(tempfile.mkdtemp(prefix="postkit-pgbouncer-"))
+    workdir.chmod(0o755)  # pgbouncer refuses root, so it may run as another user
+    user = server.username or "postgres"
+    password = f" password={server.password}" if server.password else ""
+    (workdir / "users.txt").write_text(f'"{user}" "{server.password or ""}"\n')
+    (workdir / "pgbouncer.ini").write_text(
+        f"[databases]\n{name} = host={server.host or '127.0.0.1'} port={server.port or 5432}"
+        f" dbname={name} user={user}{password}\n"
+        f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n"
+        f"auth_type = trust\nauth_file = {workdir / 'users.txt'}\npool_mode = transaction\n"
+        "default_pool_size = 3\nmax_client_conn = 50\n"
+        "ignore_startup_parameters = extra_float_digits,application_name\n"
+    )
+    for path in workdir.iterdir():
+        path.chmod(0o644)
+    as_user = ["-u", "postgres"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+    bouncer = subprocess.Popen(
+        [binary, *as_user, str(workdir / "pgbouncer.ini")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        for _ in range(100):
+            with socket.socket() as attempt:
+                if attempt.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert bouncer.poll() is None, bouncer.stderr.read() if bouncer.stderr else ""
+            time.sleep(0.05)
+        yield f"postgresql://{user}@127.0.0.1:{port}/{name}"
+    finally:
+        bouncer.terminate()
+        bouncer.wait(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)
+        drop_postgres_database(database)
+
+
+def test_concurrent_upgrades_through_pgbouncer_transaction_mode(pgbouncer_url, tmp_path):
+    """The advisory lock is transaction-scoped and statements are not cached: both survive it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTKIT_")}
+    env["POSTKIT_DATABASE_URL"] = pgbouncer_url
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "postkit", "db", "upgrade"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    for process in processes:
+        out, err = process.communicate(timeout=180)
+        assert process.returncode == 0, err
+        assert "Current revision: postkit_0001 (head)" in out
+    check(pgbouncer_url)
+    downgrade(pgbouncer_url, "base")
+    assert table_names(pgbouncer_url) <= {VERSION_TABLE}
 
 
 # --- Packaging ------------------------------------------------------------------------------------

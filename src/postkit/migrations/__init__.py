@@ -12,6 +12,7 @@ so it never collides with a host's own Alembic history in the same database.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -79,8 +80,16 @@ async def run_alembic(
     config = config or alembic_config(normalized)
     connect_args: dict[str, Any] = {}
     if normalized.startswith("postgresql"):
-        # Fail fast on an unreachable server (asyncpg waits 60 s by default).
-        connect_args["timeout"] = CONNECT_TIMEOUT
+        connect_args.update(
+            # Fail fast on an unreachable server (asyncpg waits 60 s by default).
+            timeout=CONNECT_TIMEOUT,
+            # No prepared statement outlives its use and every name is unique, so migrations
+            # also work through PgBouncer in transaction mode. They run few statements: the
+            # caches would buy nothing.
+            statement_cache_size=0,
+            prepared_statement_cache_size=0,
+            prepared_statement_name_func=_unique_statement_name,
+        )
     engine = create_async_engine(normalized, poolclass=NullPool, connect_args=connect_args)
 
     def _run(connection: Connection) -> Any:
@@ -101,6 +110,10 @@ async def run_alembic(
             return await connection.run_sync(_run)
     finally:
         await engine.dispose()
+
+
+def _unique_statement_name() -> str:
+    return f"__postkit_migration_{uuid.uuid4().hex}__"
 
 
 async def upgrade_async(url: str, revision: str = "head") -> None:
