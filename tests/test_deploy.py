@@ -407,3 +407,41 @@ def test_production_compose_takes_secrets_from_the_environment() -> None:
     assert app["restart"] == services["db"]["restart"] == "unless-stopped"
     development = load_compose("compose.yaml")["services"]["app"]["environment"]
     assert development["ENVIRONMENT"] == "development"
+
+
+def test_dockerfile_dependency_layer_installs_postkit(tmp_path: Path) -> None:
+    """Replay the Dockerfile's WORKDIR/COPY steps up to its `pip install` in a staging root and
+    run that install (dry run, no downloads): `../..` must find the postkit copied there."""
+    root = EXAMPLE_DIR.parent.parent
+    workdir = Path("/")
+    install = None
+    for instruction in dockerfile_instructions():
+        if instruction.name == "WORKDIR":
+            workdir = Path(instruction.argument)
+            (tmp_path / workdir.relative_to("/")).mkdir(parents=True, exist_ok=True)
+        elif instruction.name == "COPY":
+            *sources, destination = instruction.argument.split()
+            target = tmp_path / (workdir / destination).relative_to("/")
+            for source in sources:
+                origin = root / source
+                if origin.is_dir():
+                    into = target if not destination.endswith("/") else target / origin.name
+                    shutil.copytree(origin, into, ignore=shutil.ignore_patterns("__pycache__"))
+                else:
+                    target.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(origin, target / origin.name)
+        elif instruction.name == "RUN" and "pip install" in instruction.argument:
+            install = shlex.split(instruction.argument)
+            break
+    assert install is not None
+    assert install[:2] == ["pip", "install"]
+    dry_run = ["--dry-run", "--no-deps", "--no-build-isolation"]
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", *dry_run, *install[2:]],
+        cwd=tmp_path / workdir.relative_to("/"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"Would install .*postkit-\d", result.stdout), result.stdout
