@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import shutil
@@ -29,6 +30,7 @@ from conftest import (
 )
 from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 
 from postkit.db import create_engine_for, normalize_database_url
 from postkit.migrations import (
@@ -60,8 +62,6 @@ def recorded_revisions(url: str) -> list[str]:
 
 def check(url: str) -> None:
     """``alembic check``: raises when autogenerate finds any difference with the models."""
-    import asyncio
-
     asyncio.run(run_alembic(url, command.check))
 
 
@@ -158,13 +158,110 @@ def test_migrated_schema_has_the_constraints_the_models_promise(empty_database_u
 
 
 def test_upgrade_refuses_to_run_inside_an_event_loop(empty_database_url):
-    import asyncio
-
     async def inside() -> None:
         upgrade(empty_database_url)
 
     with pytest.raises(RuntimeError, match="upgrade_async"):
         asyncio.run(inside())
+
+
+REBUILD_REVISION = """
+import sqlalchemy as sa
+from alembic import op
+
+revision = "postkit_9998"
+down_revision = "postkit_0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    # SQLite rebuilds the table (copy, drop, rename), as any later ALTER of postkit_users would.
+    recreate = "always" if op.get_bind().dialect.name == "sqlite" else "auto"
+    with op.batch_alter_table("postkit_users", recreate=recreate) as batch:
+        batch.add_column(sa.Column("nickname", sa.String(20), nullable=True))
+
+
+def downgrade():
+    with op.batch_alter_table("postkit_users") as batch:
+        batch.drop_column("nickname")
+"""
+
+ORPHAN_REVISION = """
+from alembic import op
+
+revision = "postkit_9997"
+down_revision = "postkit_0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.execute("INSERT INTO postkit_posts (title, content, owner_id) VALUES ('t', 'c', 424242)")
+
+
+def downgrade():
+    pass
+"""
+
+
+def with_extra_revision(url: str, tmp_path: Path, source: str) -> Config:
+    release = tmp_path / "release"
+    release.mkdir()
+    (release / "postkit_9990_extra.py").write_text(source)
+    config = alembic_config(url)
+    config.set_main_option("version_locations", f"{VERSIONS_DIR} {release}")
+    return config
+
+
+def seed_user_post_vote(url: str) -> None:
+    user_id = run_sql(
+        url,
+        "INSERT INTO postkit_users (email, username, password_hash) "
+        "VALUES ('rows@example.com', 'rows', 'x') RETURNING id",
+    )[0][0]
+    post_id = run_sql(
+        url,
+        f"INSERT INTO postkit_posts (title, content, owner_id) VALUES ('t', 'c', {user_id}) "
+        "RETURNING id",
+    )[0][0]
+    run_sql(url, f"INSERT INTO postkit_votes (user_id, post_id) VALUES ({user_id}, {post_id})")
+
+
+def row_counts(url: str) -> list[int]:
+    return [
+        run_sql(url, f"SELECT count(*) FROM {table}")[0][0]
+        for table in ("postkit_users", "postkit_posts", "postkit_votes")
+    ]
+
+
+def test_rebuilding_a_referenced_table_keeps_the_rows_that_reference_it(
+    empty_database_url, tmp_path
+):
+    """With foreign keys enforced during a SQLite table rebuild, dropping the old postkit_users
+    would cascade-delete every post and vote: migrations must not let that happen."""
+    upgrade(empty_database_url)
+    seed_user_post_vote(empty_database_url)
+    config = with_extra_revision(empty_database_url, tmp_path, REBUILD_REVISION)
+
+    asyncio.run(run_alembic(empty_database_url, command.upgrade, "heads", config=config))
+    assert recorded_revisions(empty_database_url) == ["postkit_9998"]
+    assert row_counts(empty_database_url) == [1, 1, 1]
+
+    asyncio.run(run_alembic(empty_database_url, command.downgrade, "-1", config=config))
+    assert recorded_revisions(empty_database_url) == ["postkit_0001"]
+    assert row_counts(empty_database_url) == [1, 1, 1]
+    check(empty_database_url)
+
+
+def test_a_migration_that_breaks_references_is_rolled_back(empty_database_url, tmp_path):
+    upgrade(empty_database_url)
+    config = with_extra_revision(empty_database_url, tmp_path, ORPHAN_REVISION)
+    # PostgreSQL refuses the row at once; SQLite's check after the migration refuses it.
+    with pytest.raises((RuntimeError, IntegrityError), match=r"(?i)foreign key"):
+        asyncio.run(run_alembic(empty_database_url, command.upgrade, "heads", config=config))
+    assert recorded_revisions(empty_database_url) == ["postkit_0001"]
+    assert run_sql(empty_database_url, "SELECT count(*) FROM postkit_posts") == [(0,)]
 
 
 # --- Inside a running event loop ------------------------------------------------------------------

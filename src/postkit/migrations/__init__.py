@@ -105,9 +105,22 @@ async def run_alembic(
 
     try:
         async with engine.begin() as connection:
-            if connection.dialect.name == "sqlite":
-                await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
-            return await connection.run_sync(_run)
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                # SQLite alters a table by copying it and dropping the original; with foreign
+                # keys enforced, that DROP would cascade-delete every row that references the
+                # table (all posts of all users). Enforcement is off while migrating, and the
+                # references are checked once the migration is done.
+                await connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            result = await connection.run_sync(_run)
+            if sqlite:
+                violations = (await connection.exec_driver_sql("PRAGMA foreign_key_check")).all()
+                if violations:
+                    raise RuntimeError(
+                        f"migration left {len(violations)} broken foreign key reference(s), "
+                        f"first in table {violations[0][0]!r}; the transaction is rolled back"
+                    )
+            return result
     finally:
         await engine.dispose()
 
