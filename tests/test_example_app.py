@@ -6,6 +6,7 @@ import asyncio
 import importlib
 import importlib.metadata
 import re
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -337,3 +338,26 @@ def test_serves_with_no_configuration(tmp_path: Path) -> None:
         token = login.json()["access_token"]
         me = httpx.get(f"{base}/users/me", headers={"Authorization": f"Bearer {token}"})
         assert me.json()["email"] == "first@example.com"
+
+
+def test_alembic_command_line_uses_the_composed_history(empty_database_url: str) -> None:
+    """`alembic upgrade heads` from the example's folder, as its alembic.ini documents."""
+
+    def alembic(*args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "alembic", *args],
+            cwd=EXAMPLE_DIR,
+            env=clean_env(DATABASE_URL=empty_database_url),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    alembic("upgrade", "heads")
+    assert "socialapp_bookmarks" in table_names(empty_database_url)
+    assert "No new upgrade operations detected" in alembic("check")
+    heads = alembic("heads")
+    assert "socialapp_0001 (socialapp) (head)" in heads
+    assert "postkit_0001 (postkit) (effective head)" in heads

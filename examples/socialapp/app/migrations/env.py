@@ -16,6 +16,7 @@ from sqlalchemy.pool import NullPool
 
 from app.models import metadata as app_metadata
 from postkit.db import normalize_database_url
+from postkit.migrations import OPTIONAL_INDEXES
 from postkit.migrations import VERSION_TABLE as POSTKIT_VERSION_TABLE
 from postkit.models import metadata as postkit_metadata
 
@@ -29,7 +30,7 @@ def include_object(
     was once migrated standalone) and its optional pg_trgm indexes."""
     if type_ == "table" and name == POSTKIT_VERSION_TABLE:
         return False
-    return not (type_ == "index" and name is not None and name.endswith("_trgm"))
+    return not (type_ == "index" and name in OPTIONAL_INDEXES)
 
 
 def run_with_connection(connection: Connection) -> None:
