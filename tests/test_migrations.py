@@ -14,6 +14,7 @@ import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from alembic import command
@@ -572,3 +573,68 @@ def test_host_picks_up_a_later_postkit_revision(empty_database_url, monkeypatch,
 
     command.downgrade(config, "base")
     assert table_names(empty_database_url) <= {"alembic_version"}
+
+
+def load_file(path: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+async def test_host_migrates_from_code_under_postkits_lock(empty_database_url):
+    """tests/hostapp/migrate.py: the composed history through run_alembic, in a running loop."""
+    migrate = load_file(HOSTAPP / "migrate.py", "hostapp_migrate").migrate
+    await migrate(empty_database_url)
+    await migrate(empty_database_url)  # a second worker finds nothing to do
+    engine = create_engine_for(normalize_database_url(empty_database_url))
+    try:
+        async with engine.connect() as connection:
+            names = set(await connection.run_sync(lambda c: inspect(c).get_table_names()))
+            versions = (
+                await connection.exec_driver_sql("SELECT version_num FROM alembic_version")
+            ).all()
+    finally:
+        await engine.dispose()
+    assert {*POSTKIT_TABLES, HOST_TABLE, "alembic_version"} <= names
+    assert VERSION_TABLE not in names
+    assert [row[0] for row in versions] == ["host_0001"]
+
+
+# --- docs/examples/migrations_*.py ----------------------------------------------------------------
+
+EXAMPLES = ROOT / "docs" / "examples"
+
+
+def test_prestart_example_migrates_the_configured_database(empty_database_url, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTKIT_")}
+    env.update(POSTKIT_DATABASE_URL=empty_database_url, POSTKIT_SECRET_KEY="p" * 40)
+    for _ in range(2):  # and again: already at head, nothing to do
+        result = subprocess.run(
+            [sys.executable, str(EXAMPLES / "migrations_prestart.py")],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+    assert set(POSTKIT_TABLES) <= table_names(empty_database_url)
+    assert recorded_revisions(empty_database_url) == [revisions_oldest_first()[-1]]
+
+
+async def test_lifespan_example_migrates_then_serves(
+    empty_database_url, settings_factory, new_user
+):
+    import httpx
+
+    create_app = load_file(EXAMPLES / "migrations_lifespan.py", "migrations_lifespan").create_app
+    app = create_app(settings_factory(database_url=empty_database_url))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://host") as http:
+            user = await new_user(http)
+            assert (await http.get("/users/me", headers=user.headers)).status_code == 200
