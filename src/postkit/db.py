@@ -88,7 +88,8 @@ def create_engine_for(
 ) -> AsyncEngine:
     """Build an :class:`AsyncEngine` with the options postkit relies on for ``url``."""
     parsed = make_url(url)
-    kwargs: dict[str, Any] = {"echo": echo}
+    # Parameters carry password hashes and token digests: keep them out of logs and errors.
+    kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
     if parsed.get_backend_name() == "sqlite":
         kwargs["connect_args"] = {"timeout": 30}
         if _is_memory_sqlite(parsed):

@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.openapi.models import OAuth2 as OAuth2Model
-from fastapi.routing import APIRoute
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.routing import NoMatchFound
 
 from postkit.errors import ErrorCode, PostKitError
 from postkit.models import AuthSession, User
@@ -154,12 +154,16 @@ class UserDependencies:
         return (await self.authenticate(session, token)).user
 
     def bind_token_url(self, app: FastAPI) -> None:
-        """Point the OpenAPI password flow at the login route's real path in ``app``."""
-        for route in app.routes:
-            if isinstance(route, APIRoute) and route.name == self.LOGIN_ROUTE_NAME:
-                path = f"{app.root_path.rstrip('/')}{route.path}"
-                flows = cast(OAuth2Model, self.bearer.model).flows
-                if flows.password is not None:
-                    flows.password.tokenUrl = path
-                app.openapi_schema = None
-                return
+        """Point the OpenAPI password flow at the login route's real path in ``app``.
+
+        Wherever the host mounted the router (any prefix, nested routers, a ``root_path``
+        behind a proxy), Swagger UI's "Authorize" form then posts to the right URL.
+        """
+        try:
+            path = app.url_path_for(self.LOGIN_ROUTE_NAME)
+        except NoMatchFound:
+            return  # the host did not mount postkit's router in this app
+        flows = cast(OAuth2Model, self.bearer.model).flows
+        if flows.password is not None:
+            flows.password.tokenUrl = f"{app.root_path.rstrip('/')}{path}"
+        app.openapi_schema = None

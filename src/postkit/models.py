@@ -76,6 +76,28 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(timezone.utc)
 
 
+class _Redacted(str):
+    """A string that prints as ``'<redacted>'``: how password hashes come out of the database."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'<redacted>'"
+
+
+class RedactedString(TypeDecorator[str]):
+    """A string column whose values never show in SQLAlchemy's debug log of result rows.
+
+    (Statement parameters are kept out of logs by the engine's ``hide_parameters``.)
+    """
+
+    impl = String
+    cache_ok = True
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else _Redacted(value)
+
+
 class Base(DeclarativeBase):
     metadata = metadata
     type_annotation_map: dict[Any, Any] = {datetime: UTCDateTime()}
@@ -91,7 +113,7 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(320), unique=True)
     # Stored lower case too: usernames are unique case-insensitively and log in either way.
     username: Mapped[str] = mapped_column(String(32), unique=True)
-    password_hash: Mapped[str] = mapped_column(String(255))
+    password_hash: Mapped[str] = mapped_column(RedactedString(255))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     # Bumped by "log out everywhere" and password changes: access tokens carry the value they
     # were issued under, and stop verifying once it moves on.

@@ -8,6 +8,7 @@ reason an access token fails is folded into one :class:`TokenError`.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
 import uuid
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+import anyio
 import anyio.to_thread
 import jwt
 from passlib.context import CryptContext
@@ -51,6 +53,10 @@ class PasswordHasher:
     """
 
     def __init__(self, rounds: int) -> None:
+        # At most this many hashes at once: more would not finish sooner on the available cores,
+        # and would starve the event loop thread of CPU time.
+        self.max_concurrent = max(2, os.cpu_count() or 2)
+        self._limiter: anyio.CapacityLimiter | None = None
         self.context = CryptContext(
             schemes=["bcrypt_sha256", "bcrypt"],
             deprecated="auto",
@@ -60,9 +66,16 @@ class PasswordHasher:
         # Verified against when the account does not exist, so both paths cost the same.
         self._dummy_hash = self.context.hash(secrets.token_urlsafe(24))
 
+    def _threads(self) -> anyio.CapacityLimiter:
+        if self._limiter is None:  # created on first use, inside the running event loop
+            self._limiter = anyio.CapacityLimiter(self.max_concurrent)
+        return self._limiter
+
     async def hash(self, password: str) -> str:
         """A new ``bcrypt_sha256`` hash of ``password``, computed in a worker thread."""
-        result: str = await anyio.to_thread.run_sync(self.context.hash, password)
+        result: str = await anyio.to_thread.run_sync(
+            self.context.hash, password, limiter=self._threads()
+        )
         return result
 
     def _verify_and_update(self, password: str, password_hash: str) -> tuple[bool, str | None]:
@@ -83,7 +96,7 @@ class PasswordHasher:
         """
         target = password_hash if password_hash is not None else self._dummy_hash
         matches, new_hash = await anyio.to_thread.run_sync(
-            self._verify_and_update, password, target
+            self._verify_and_update, password, target, limiter=self._threads()
         )
         if password_hash is None:
             return False, None

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from postkit.errors import ErrorCode, PostKitError
 from postkit.models import AuthSession, LoginAttempt, RefreshToken, User, utcnow
@@ -95,13 +96,10 @@ class LoginThrottle:
         """
         now = utcnow()
         cutoff = now - self.window
-        expired = select(LoginAttempt.id).where(LoginAttempt.attempted_at <= cutoff)
+        expired = LoginAttempt.attempted_at <= cutoff
         if secrets.randbelow(_GLOBAL_PRUNE_ODDS) != 0:
-            expired = expired.where(LoginAttempt.key.in_(keys))
-        # SKIP LOCKED (PostgreSQL): concurrent pruners never wait on, or deadlock over, the
-        # same old rows; SQLite serialises writers anyway and ignores the clause.
-        expired = expired.with_for_update(skip_locked=True)
-        await session.execute(delete(LoginAttempt).where(LoginAttempt.id.in_(expired)))
+            expired = expired & LoginAttempt.key.in_(keys)
+        await delete_attempts(session, expired)
         attempts = [LoginAttempt(key=key, attempted_at=now) for key in keys]
         session.add_all(attempts)
         await session.commit()
@@ -132,13 +130,25 @@ class LoginThrottle:
         return ids
 
     async def release(self, session: AsyncSession, *, ids: list[int]) -> None:
-        """Withdraw reservations (the attempt was refused or succeeded) and commit."""
-        await session.execute(delete(LoginAttempt).where(LoginAttempt.id.in_(ids)))
+        """Withdraw reservations (the attempt was refused) and commit."""
+        await delete_attempts(session, LoginAttempt.id.in_(ids))
         await session.commit()
 
-    async def clear_account(self, session: AsyncSession, *, login: str) -> None:
-        """Forget the failures counted against an account identifier (not committed)."""
-        await session.execute(delete(LoginAttempt).where(LoginAttempt.key == _account_key(login)))
+    async def succeeded(self, session: AsyncSession, *, ids: list[int], login: str) -> None:
+        """Withdraw the reservations of a successful attempt and forget the failures counted
+        against its account identifier (not committed: it goes with the login's own writes)."""
+        await delete_attempts(
+            session, LoginAttempt.id.in_(ids) | (LoginAttempt.key == _account_key(login))
+        )
+
+
+async def delete_attempts(session: AsyncSession, condition: ColumnElement[bool]) -> None:
+    """Delete the login attempt rows matching ``condition``, skipping rows another transaction
+    is deleting right now (``FOR UPDATE SKIP LOCKED`` on PostgreSQL): concurrent logins never
+    wait on, or deadlock over, the same rows. SQLite serialises writers and ignores the clause.
+    """
+    doomed = select(LoginAttempt.id).where(condition).with_for_update(skip_locked=True)
+    await session.execute(delete(LoginAttempt).where(LoginAttempt.id.in_(doomed)))
 
 
 @dataclass(frozen=True)
@@ -361,8 +371,7 @@ async def password_login(
         raise invalid_credentials()  # the reservations stay: they are the failure record
     if new_hash is not None:
         user.password_hash = new_hash
-    await session.execute(delete(LoginAttempt).where(LoginAttempt.id.in_(reservations)))
-    await throttle.clear_account(session, login=login)
+    await throttle.succeeded(session, ids=reservations, login=login)
     issued = await start_session(session, user=user, tokens=tokens, refresh_ttl=refresh_ttl)
     await hooks.notify("after_login", user=user)
     return user, issued

@@ -8,12 +8,12 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postkit.errors import ErrorCode, PostKitError
-from postkit.models import LoginAttempt, User
+from postkit.models import User
 from postkit.plugins import HookRunner
 from postkit.security import PasswordHasher
 from postkit.services.auth import LoginThrottle, end_other_sessions, throttle_keys
@@ -157,8 +157,7 @@ async def change_own_account(
         if not matches:
             raise wrong_current_password()
         new_hash = await passwords.hash(new_password)
-        await session.execute(delete(LoginAttempt).where(LoginAttempt.id.in_(reservations)))
-        await throttle.clear_account(session, login=user.email)
+        await throttle.succeeded(session, ids=reservations, login=user.email)
         user.password_hash = new_hash
         await end_other_sessions(session, user=user, keep_session_id=session_id)
     if username is not None:
