@@ -43,6 +43,10 @@ def validate_post(
 ) -> Awaitable[None] | None:
     """Check a post before it is created or updated; raise :class:`~postkit.PostRejected` to refuse.
 
+    Runs after the request body passed validation and, on update, after the post was found and
+    :func:`can_modify_post` allowed the change. ``PostRejected`` answers 422 (or the
+    ``status_code`` it was given, e.g. 403) with its ``code`` and message.
+
     :param data: the fields being written (``title``, ``content``, ``published``); on a partial
         update only the fields the client sent. May be changed in place to normalise input.
     :param user: the user making the change.
@@ -54,7 +58,10 @@ def validate_post(
 def before_post_save(post: Post, user: User) -> Awaitable[None] | None:
     """Adjust a post just before it is written, by changing ``post`` in place.
 
+    An exception raised here rolls the whole request back (an unexpected one answers 500).
+
     :param post: the post about to be flushed (new or updated), inside the request's transaction.
+        On create it has no ``id`` yet.
     :param user: the user making the change.
     """
 
@@ -91,11 +98,14 @@ def after_post_delete(post: Post, user: User) -> Awaitable[None] | None:
 def can_modify_post(post: Post, user: User, action: str) -> bool | Awaitable[bool | None] | None:
     """Decide whether ``user`` may change ``post``. First non-``None`` answer wins.
 
-    :param post: the post to be changed.
+    Only posts the user can see get this far: a post hidden from them (another user's draft,
+    or one filtered out by :func:`post_query_filters`) answers 404 first.
+
+    :param post: the post to be changed (its ``owner`` loaded).
     :param user: the user asking.
     :param action: ``"update"`` or ``"delete"``.
-    :returns: ``True`` to allow, ``False`` to refuse (403), ``None`` to leave it to the next
-        plugin. The built-in default allows the owner only.
+    :returns: ``True`` to allow, ``False`` to refuse (403 ``NOT_POST_OWNER``), ``None`` to leave
+        it to the next plugin. The built-in default allows the owner only.
     """
 
 
@@ -105,10 +115,14 @@ def post_query_filters(
 ) -> list[ColumnElement[bool]] | Awaitable[list[ColumnElement[bool]] | None] | None:
     """Return SQL filter expressions added to every query that reads posts (tenancy, moderation).
 
+    They apply to the feed, to ``GET /posts/{id}``, and to the lookup before every update,
+    delete and vote. Those queries join each post's owner, so the expressions may use
+    :class:`~postkit.models.User` columns (the author's) as well as
+    :class:`~postkit.models.Post` columns. Every plugin's filters apply (they are ANDed).
+
     :param user: the reader, or ``None`` for an anonymous reader (when ``public_reads`` is on).
-    :returns: a list of SQLAlchemy boolean expressions over :class:`~postkit.models.Post` columns,
-        all of which must hold for a post to be visible; or ``None``. A post filtered out answers
-        404, like one that does not exist.
+    :returns: a list of SQLAlchemy boolean expressions, all of which must hold for a post to be
+        visible; or ``None``. A post filtered out answers 404, like one that does not exist.
     """
 
 
@@ -116,10 +130,14 @@ def post_query_filters(
 def extra_post_fields(post: Post, user: User | None) -> dict[str, Any] | Awaitable[Any] | None:
     """Return fields merged into the post's ``extra`` object in responses.
 
-    :param post: the post being serialised.
+    Called once per post in every response, and only when some plugin implements it (a feed
+    without such a plugin never builds ORM objects).
+
+    :param post: the post being serialised. On reads it is a detached copy built from the row:
+        its columns and ``post.owner.id`` / ``post.owner.username`` are set, nothing else.
     :param user: the reader, or ``None`` when anonymous.
-    :returns: a JSON-serialisable dict, or ``None``. Later plugins' keys do not overwrite earlier
-        ones' (the first plugin to set a key keeps it).
+    :returns: a JSON-serialisable dict, or ``None``. The first plugin called to set a key keeps
+        it (plugins registered later are called first).
     """
 
 
@@ -129,6 +147,9 @@ def extra_post_fields(post: Post, user: User | None) -> dict[str, Any] | Awaitab
 @hookspec
 def validate_vote(post: Post, user: User, direction: int) -> Awaitable[None] | None:
     """Check a vote before it is written; raise :class:`~postkit.VoteRejected` to refuse.
+
+    Runs for every vote request on a post the voter can see, before postkit knows whether the
+    vote already exists. ``VoteRejected`` answers 422, or its ``status_code`` (e.g. 403).
 
     :param post: the post voted on.
     :param user: the voter.
@@ -143,13 +164,17 @@ def vote_weight(post: Post, user: User, direction: int) -> int | Awaitable[int |
     :param post: the post voted on.
     :param user: the voter.
     :param direction: always ``1`` (removing a vote takes back the weight it was cast with).
-    :returns: an integer weight (the built-in default is ``1``), or ``None`` to defer.
+    :returns: an integer weight (the built-in default is ``1``; zero and negative weights are
+        allowed), or ``None`` to defer. Anything else is a plugin error (500).
     """
 
 
 @hookspec
 def after_vote(post: Post, user: User, direction: int, previous: int) -> Awaitable[None] | None:
     """Called after a vote or its removal is committed.
+
+    Not called when a request changed nothing (``PUT`` on an existing vote, ``DELETE`` with
+    none).
 
     :param post: the post voted on, with its updated ``vote_count``.
     :param user: the voter.
