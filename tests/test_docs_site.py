@@ -109,6 +109,10 @@ def test_api_reference_is_generated(site: Path) -> None:
         "postkit.migrations.upgrade",
     ):
         assert f'id="{anchor}"' in raw, anchor
+    # The docstrings' Sphinx markup is rendered (docs/hooks/griffe_sphinx_markup.py), not shown.
+    text = page_text(site, "reference")
+    assert ":class:" not in text
+    assert "\n::\n" not in text
 
 
 def test_getting_started_runs_end_to_end(tmp_path: Path) -> None:
