@@ -18,6 +18,8 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import Message
 
 from postkit.errors import ErrorCode, PostKitError
@@ -113,8 +115,27 @@ class PostKitRoute(APIRoute):
                     },
                     status_code=413,
                 )
+            except ClientDisconnect:
+                # The client went away (or broke the framing) mid-body: no one is left to read
+                # an answer, and it is not a server error worth a traceback.
+                return Response(status_code=400)
             except PostKitError as exc:
                 return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+            except HTTPException as exc:
+                # FastAPI and Starlette answer a body they cannot parse (JSON nested too deep,
+                # bytes that are not UTF-8, a broken multipart form) with a bare 400: give it
+                # the validation error every other malformed body gets.
+                if exc.status_code != 400 or (exc.__cause__ or exc.__context__) is None:
+                    raise
+                return _AsciiJSONResponse(
+                    {
+                        "detail": [
+                            {"type": "body_unparsable", "loc": ["body"], "msg": str(exc.detail)}
+                        ],
+                        "code": ErrorCode.VALIDATION_ERROR.value,
+                    },
+                    status_code=422,
+                )
             except RequestValidationError as exc:
                 return _AsciiJSONResponse(
                     {

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from postkit.dependencies import Authenticated, UserDependencies
 from postkit.errors import error_responses
-from postkit.routing import PostKitRoute
+from postkit.routing import body_limited_route
 from postkit.schemas.auth import RefreshRequest, TokenPair
 from postkit.services import auth as auth_service
 
@@ -37,7 +37,7 @@ def _token_pair(issued: auth_service.IssuedTokens) -> TokenPair:
 
 def get_auth_router(kit: "PostKit") -> APIRouter:
     """Build the sign-in routes for ``kit``."""
-    router = APIRouter(route_class=PostKitRoute, tags=["auth"])
+    router = APIRouter(route_class=body_limited_route(kit.settings.max_body_bytes), tags=["auth"])
     Session = Annotated[AsyncSession, Depends(kit.session, scope="function")]
     # current_user's building block: the user together with the token's auth session id.
     CurrentAuth = Annotated[Authenticated, Depends(kit._users.required_auth)]

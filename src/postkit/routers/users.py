@@ -9,7 +9,7 @@ from postkit.dependencies import Authenticated, not_authenticated_error
 from postkit.errors import error_responses
 from postkit.models import User
 from postkit.routers.auth import client_address
-from postkit.routing import PostKitRoute
+from postkit.routing import body_limited_route
 from postkit.schemas.users import (
     UserPrivate,
     UserPublic,
@@ -28,7 +28,7 @@ _MAX_ID = 2**31 - 1
 
 def get_users_router(kit: "PostKit") -> APIRouter:
     """Build the account routes for ``kit``."""
-    router = APIRouter(route_class=PostKitRoute, tags=["users"])
+    router = APIRouter(route_class=body_limited_route(kit.settings.max_body_bytes), tags=["users"])
     Session = Annotated[AsyncSession, Depends(kit.session, scope="function")]
     CurrentUser = Annotated[User, Depends(kit.current_user)]
     OptionalUser = Annotated[User | None, Depends(kit.optional_user)]
