@@ -14,6 +14,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
     model_validator,
 )
@@ -60,7 +61,7 @@ class PostCreate(BaseModel):
 
     title: Title
     content: Content
-    published: bool = True
+    published: StrictBool = True
 
 
 class PostReplace(PostCreate):
@@ -74,7 +75,7 @@ class PostPatch(BaseModel):
 
     title: Title | None = None
     content: Content | None = None
-    published: bool | None = None
+    published: StrictBool | None = None
 
     @model_validator(mode="after")
     def _no_nulls(self) -> PostPatch:

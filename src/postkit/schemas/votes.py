@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 __all__ = ["VoteIn", "VoteState"]
 
@@ -14,8 +14,9 @@ class VoteIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    post_id: int
-    dir: Literal[0, 1] = Field(description="1 to vote, 0 to remove your vote.")
+    post_id: StrictInt
+    # Strict: JSON true or 1.0 is not a direction.
+    dir: StrictInt = Field(ge=0, le=1, description="1 to vote, 0 to remove your vote.")
 
 
 class VoteState(BaseModel):
