@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import POSTKIT_TABLES, postgres_server_url, require_postgres, run_sql, table_names
+from liveserver import clean_env
 from sqlalchemy.engine import make_url
 
 from postkit import __version__
@@ -21,13 +22,10 @@ def postkit(
     *args: str, cwd: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python -m postkit`` as its own process, without any inherited postkit settings."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("POSTKIT_")}
-    clean.pop("DATABASE_URL", None)
-    clean.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "postkit", *args],
         cwd=cwd,
-        env=clean,
+        env=clean_env(**(env or {})),
         capture_output=True,
         text=True,
         timeout=120,

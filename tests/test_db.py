@@ -2,7 +2,6 @@
 
 # No `from __future__ import annotations`: FastAPI must resolve the local Annotated aliases.
 
-import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -12,6 +11,7 @@ from typing import Annotated
 import httpx
 import pytest
 from fastapi import Depends, FastAPI, HTTPException
+from liveserver import clean_env
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -71,28 +71,23 @@ def host_app(kit: PostKit) -> FastAPI:
 # --- The per-request session ----------------------------------------------------------------------
 
 
-async def test_session_commits_when_the_route_succeeds(settings_factory):
-    kit = PostKit(settings_factory())
-    async with serve(host_app(kit)) as http:
-        response = await http.post("/ok/alice")
-        assert response.status_code == 200
-        assert await count_users(kit, "alice@example.com") == 1
-
-
-async def test_session_rolls_back_on_http_error(settings_factory):
-    kit = PostKit(settings_factory())
-    async with serve(host_app(kit)) as http:
-        response = await http.post("/refused/bob")
-        assert response.status_code == 409
-        assert await count_users(kit, "bob@example.com") == 0
-
-
-async def test_session_rolls_back_on_unhandled_error(settings_factory):
+@pytest.mark.parametrize(
+    ("route", "status", "kept"),
+    [
+        ("/ok/alice", 200, 1),  # success: the dependency commits
+        ("/refused/bob", 409, 0),  # HTTPException: rolled back
+        ("/crash/carol", 500, 0),  # unhandled error: rolled back
+    ],
+)
+async def test_session_commits_on_success_and_rolls_back_on_error(
+    settings_factory, route, status, kept
+):
     kit = PostKit(settings_factory())
     async with serve(host_app(kit), raise_app_exceptions=False) as http:
-        response = await http.post("/crash/carol")
-        assert response.status_code == 500
-        assert await count_users(kit, "carol@example.com") == 0
+        response = await http.post(route)
+        assert response.status_code == status
+        name = route.rsplit("/", 1)[1]
+        assert await count_users(kit, f"{name}@example.com") == kept
 
 
 async def test_host_route_and_current_user_share_one_session(settings_factory, new_user):
@@ -230,9 +225,8 @@ print("clean")
 
 
 def test_importing_postkit_creates_nothing(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTKIT_")}
     # Settings that would fail validation: importing must not read them.
-    env.update(POSTKIT_DATABASE_URL="bogus://nowhere", POSTKIT_SECRET_KEY="short")
+    env = clean_env(POSTKIT_DATABASE_URL="bogus://nowhere", POSTKIT_SECRET_KEY="short")
     (tmp_path / ".env").write_text("POSTKIT_BCRYPT_ROUNDS=not-a-number\n")
     result = subprocess.run(
         [sys.executable, "-W", "error", "-c", IMPORT_EVERYTHING],

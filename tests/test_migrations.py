@@ -29,6 +29,7 @@ from conftest import (
     run_sql,
     table_names,
 )
+from liveserver import clean_env
 from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
@@ -290,24 +291,31 @@ async def test_lifespan_auto_migrate(empty_database_url, make_client, new_user):
 # --- Several workers at once (PostgreSQL advisory lock) -------------------------------------------
 
 
+def upgrade_concurrently(url: str, cwd: Path, count: int = 6) -> list[tuple[int, str, str]]:
+    """Start ``count`` ``postkit db upgrade`` processes together; return (status, out, err)."""
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "postkit", "db", "upgrade"],
+            cwd=cwd,
+            env=clean_env(POSTKIT_DATABASE_URL=url),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    outcomes = []
+    for process in processes:
+        out, err = process.communicate(timeout=180)
+        outcomes.append((process.returncode, out, err))
+    return outcomes
+
+
 def test_six_concurrent_upgrades_of_a_fresh_postgres_database(tmp_path):
     require_postgres("concurrent upgrades serialised by an advisory lock")
     url = create_postgres_database("postkit_race")
     try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("POSTKIT_")}
-        env["POSTKIT_DATABASE_URL"] = url
-        processes = [
-            subprocess.Popen(
-                [sys.executable, "-m", "postkit", "db", "upgrade"],
-                cwd=tmp_path,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for _ in range(6)
-        ]
-        outcomes = [(process.wait(timeout=180), *process.communicate()) for process in processes]
+        outcomes = upgrade_concurrently(url, tmp_path)
         for status, out, err in outcomes:
             assert status == 0, err
             assert "Current revision: postkit_0001 (head)" in out
@@ -374,22 +382,8 @@ def pgbouncer_url() -> Iterator[str]:
 
 def test_concurrent_upgrades_through_pgbouncer_transaction_mode(pgbouncer_url, tmp_path):
     """The advisory lock is transaction-scoped and statements are not cached: both survive it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTKIT_")}
-    env["POSTKIT_DATABASE_URL"] = pgbouncer_url
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "postkit", "db", "upgrade"],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(6)
-    ]
-    for process in processes:
-        out, err = process.communicate(timeout=180)
-        assert process.returncode == 0, err
+    for status, out, err in upgrade_concurrently(pgbouncer_url, tmp_path):
+        assert status == 0, err
         assert "Current revision: postkit_0001 (head)" in out
     check(pgbouncer_url)
     downgrade(pgbouncer_url, "base")
@@ -506,8 +500,7 @@ def test_host_can_point_at_postkits_versions_by_path(empty_database_url, monkeyp
 
 def test_host_history_with_the_alembic_command(empty_database_url, tmp_path):
     """The host's alembic.ini works as is with the real `alembic` command."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTKIT_")}
-    env["HOST_DATABASE_URL"] = empty_database_url
+    env = clean_env(HOST_DATABASE_URL=empty_database_url)
 
     def alembic(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -609,8 +602,7 @@ EXAMPLES = ROOT / "docs" / "examples"
 
 
 def test_prestart_example_migrates_the_configured_database(empty_database_url, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTKIT_")}
-    env.update(POSTKIT_DATABASE_URL=empty_database_url, POSTKIT_SECRET_KEY="p" * 40)
+    env = clean_env(POSTKIT_DATABASE_URL=empty_database_url, POSTKIT_SECRET_KEY="p" * 40)
     for _ in range(2):  # and again: already at head, nothing to do
         result = subprocess.run(
             [sys.executable, str(EXAMPLES / "migrations_prestart.py")],

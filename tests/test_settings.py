@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from liveserver import clean_env
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
@@ -248,11 +249,10 @@ print(first.signing_key)
 
 
 def test_missing_secret_generates_one_and_warns_once(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTKIT_")}
     result = subprocess.run(
         [sys.executable, "-c", EPHEMERAL_SCRIPT],
         cwd=tmp_path,
-        env=env,
+        env=clean_env(),
         capture_output=True,
         text=True,
         timeout=60,

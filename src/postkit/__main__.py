@@ -1,3 +1,6 @@
+"""``python -m postkit``: the same command as the ``postkit`` console script."""
+
 from postkit.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":
+    raise SystemExit(main())
