@@ -140,6 +140,20 @@ def test_plugins_lists_entry_point_plugins(tmp_path):
     assert "postkit.defaults" in without.stdout
 
 
+def test_a_broken_plugin_is_one_line(tmp_path):
+    site = tmp_path / "site"
+    (site / "broken_plugin-1.0.dist-info").mkdir(parents=True)
+    (site / "broken_plugin-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: broken-plugin\nVersion: 1.0\n"
+    )
+    (site / "broken_plugin-1.0.dist-info" / "entry_points.txt").write_text(
+        "[postkit]\nbroken = module_that_is_not_installed\n"
+    )
+    result = postkit("plugins", cwd=tmp_path, env={"PYTHONPATH": str(site)})
+    assert result.returncode == EXIT_FAILURE
+    assert_one_line_error(result.stderr, "could not load", "module_that_is_not_installed")
+
+
 # --- Through main() -------------------------------------------------------------------------------
 
 

@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         "upgrade", parents=[url_option], help="apply migrations up to REV (default: head)"
     )
     upgrade.add_argument("revision", nargs="?", default="head", metavar="REV")
-    upgrade.set_defaults(run=_upgrade)
+    upgrade.set_defaults(run=_move)
 
     downgrade = db_commands.add_parser(
         "downgrade",
@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="revert migrations down to REV ('base' removes every postkit table)",
     )
     downgrade.add_argument("revision", metavar="REV")
-    downgrade.set_defaults(run=_downgrade)
+    downgrade.set_defaults(run=_move)
 
     current = db_commands.add_parser(
         "current", parents=[url_option], help="show the revision the database is at"
@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="record REV as applied without running migrations",
     )
     stamp.add_argument("revision", metavar="REV")
-    stamp.set_defaults(run=_stamp)
+    stamp.set_defaults(run=_move)
 
     plugins = commands.add_parser(
         "plugins", help="list installed plugins and the hooks each implements"
@@ -163,27 +163,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 # --- db actions -----------------------------------------------------------------------------------
 
 
-def _upgrade(args: argparse.Namespace) -> None:
+def _move(args: argparse.Namespace) -> None:
+    """upgrade, downgrade or stamp to ``args.revision``, then say where the database is."""
     from alembic import command
 
     url, config = _prepare(args, revision=args.revision)
-    _run(url, config, command.upgrade, args.revision)
-    _report_current(url, config)
-
-
-def _downgrade(args: argparse.Namespace) -> None:
-    from alembic import command
-
-    url, config = _prepare(args, revision=args.revision)
-    _run(url, config, command.downgrade, args.revision)
-    _report_current(url, config)
-
-
-def _stamp(args: argparse.Namespace) -> None:
-    from alembic import command
-
-    url, config = _prepare(args, revision=args.revision)
-    _run(url, config, command.stamp, args.revision)
+    _run(url, config, getattr(command, args.db_command), args.revision)
     _report_current(url, config)
 
 
@@ -232,7 +217,11 @@ def _check_schema(config: Config) -> None:
 def _plugins(args: argparse.Namespace) -> None:
     from postkit.plugins import HookRunner, build_plugin_manager
 
-    described = HookRunner(build_plugin_manager(discover=not args.no_discover)).describe()
+    try:
+        manager = build_plugin_manager(discover=not args.no_discover)
+    except Exception as error:  # an installed plugin that fails to import or to validate
+        raise CommandFailed(f"could not load the installed plugins: {_first_line(error)}") from None
+    described = HookRunner(manager).describe()
     width = max(len(name) for name, _hooks in described)
     for name, hooks in described:
         print(f"{name:<{width}}  {', '.join(hooks) or '(no hooks)'}")

@@ -19,6 +19,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.util import CommandError
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
@@ -116,7 +117,7 @@ async def run_alembic(
             if sqlite:
                 violations = (await connection.exec_driver_sql("PRAGMA foreign_key_check")).all()
                 if violations:
-                    raise RuntimeError(
+                    raise CommandError(
                         f"migration left {len(violations)} broken foreign key reference(s), "
                         f"first in table {violations[0][0]!r}; the transaction is rolled back"
                     )
