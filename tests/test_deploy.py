@@ -1,8 +1,9 @@
 """The example's deployment recipes, checked as far as this machine allows (no Docker engine).
 
-gunicorn runs with two uvicorn workers on PostgreSQL exactly as the systemd unit and the
-Dockerfile start it, serves real requests, and nginx (Debian's) proxies to it with the site file
-from the repository. Compose files and the Dockerfile are parsed and their wiring asserted.
+gunicorn runs with two uvicorn workers, on SQLite and on PostgreSQL, exactly as the systemd unit
+and the Dockerfile start it, serves real requests, and nginx (Debian's) proxies to it with the
+site file from the repository. Compose files and the Dockerfile are parsed and their wiring
+asserted.
 """
 
 from __future__ import annotations
@@ -170,11 +171,17 @@ class Deployed:
         return f"http://127.0.0.1:{self.port}"
 
 
-@pytest.fixture(scope="module")
-def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
-    """gunicorn started as the systemd unit starts it, on a fresh PostgreSQL database."""
-    require_postgres("gunicorn deployment test")
-    database_url = create_postgres_database("socialapp_deploy")
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def deployed(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployed]:
+    """gunicorn started as the systemd unit starts it, on a fresh database of each kind."""
+    workdir = tmp_path_factory.mktemp("gunicorn")
+    if request.param == "postgresql":
+        require_postgres("gunicorn deployment test")
+        database_url = create_postgres_database("socialapp_deploy")
+    else:
+        database_url = f"sqlite:///{workdir / 'socialapp.db'}"
     port = free_port()
     unit_env = dict(value.split("=", 1) for value in unit_directives()["Service"]["Environment"])
     assert unit_env["PORT"] == "8000"
@@ -187,13 +194,15 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
         BCRYPT_ROUNDS="4",
     )
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
     try:
-        with live_process(server_argv(), cwd=EXAMPLE_DIR, env=env, log=log) as server:
+        with live_process(
+            server_argv(), cwd=EXAMPLE_DIR, env=env, log=workdir / "gunicorn.log"
+        ) as server:
             server.wait_http(f"http://127.0.0.1:{port}/health")
             yield Deployed(server=server, port=port, database_url=database_url)
     finally:
-        drop_postgres_database(database_url)
+        if request.param == "postgresql":
+            drop_postgres_database(database_url)
 
 
 def register_and_login(base: str, name: str) -> dict[str, str]:
