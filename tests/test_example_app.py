@@ -130,6 +130,7 @@ async def test_plugin_refuses_banned_words_and_self_votes(
 
 async def test_bookmarks(
     example: httpx.AsyncClient,
+    empty_database_url: str,
     new_user: Callable[..., Awaitable[KitUser]],
     create_post: PostFactory,
 ) -> None:
@@ -178,6 +179,14 @@ async def test_bookmarks(
     deleted = await example.delete(f"/posts/{second['id']}", headers=alice.headers)
     assert deleted.status_code == 204
     assert (await example.get("/bookmarks", headers=bob.headers)).json() == []
+
+    # Deleting the user deletes their bookmarks too (the other foreign key).
+    assert (await example.put(f"/bookmarks/{first['id']}", headers=bob.headers)).status_code == 201
+    count = f"SELECT count(*) FROM socialapp_bookmarks WHERE user_id = {bob.id}"
+    assert await asyncio.to_thread(run_sql, empty_database_url, count) == [(1,)]
+    delete = f"DELETE FROM postkit_users WHERE id = {bob.id}"
+    await asyncio.to_thread(run_sql, empty_database_url, delete)
+    assert await asyncio.to_thread(run_sql, empty_database_url, count) == [(0,)]
 
 
 def test_migrations_compose_postkit_and_the_app(
