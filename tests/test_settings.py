@@ -58,6 +58,9 @@ def rejected(fragments: tuple[str, ...], **values: Any) -> str:
         ("postgresql+psycopg2://user@localhost/db", "'psycopg2' driver"),
         ("postgresql+psycopg://user@localhost/db", "'psycopg' driver"),
         ("sqlite+pysqlite:///x.db", "'pysqlite' driver"),
+        # asyncpg would fail on these at the first connection, far from the configuration.
+        ("postgres://u@db/app?application_name=web", "query parameter(s) application_name"),
+        ("postgres://u@db/app?sslmode=require&channel_binding=require", "channel_binding"),
     ],
 )
 def test_bad_database_urls_name_the_setting(url, fragment):
@@ -148,6 +151,11 @@ def test_out_of_range_values_name_the_setting(name, value):
         ("POSTGRES://u@db/app", "postgresql+asyncpg://u@db/app"),
         ("  postgres://u@db/app  ", "postgresql+asyncpg://u@db/app"),
         ("postgres://u@db/app?sslmode=require", "postgresql+asyncpg://u@db/app?ssl=require"),
+        ("postgres://u@db/app?connect_timeout=10", "postgresql+asyncpg://u@db/app?timeout=10"),
+        (
+            "postgresql://u@db/app?ssl=require&command_timeout=30",
+            "postgresql+asyncpg://u@db/app?command_timeout=30&ssl=require",
+        ),
         ("sqlite:///./postkit.db", "sqlite+aiosqlite:///./postkit.db"),
         ("sqlite:////var/lib/app/postkit.db", "sqlite+aiosqlite:////var/lib/app/postkit.db"),
         ("sqlite://", "sqlite+aiosqlite://"),

@@ -26,13 +26,36 @@ __all__ = ["Database", "normalize_database_url"]
 
 _POSTGRES_NAMES = {"postgres", "postgresql", "postgresql+asyncpg"}
 _SQLITE_NAMES = {"sqlite", "sqlite+aiosqlite"}
+_LIBPQ_TO_ASYNCPG = {"sslmode": "ssl", "connect_timeout": "timeout"}
+# Keyword arguments of asyncpg.connect() that make sense in a URL, plus SQLAlchemy's own.
+_ASYNCPG_QUERY_NAMES = frozenset(
+    {
+        "host",
+        "port",
+        "passfile",
+        "service",
+        "servicefile",
+        "timeout",
+        "command_timeout",
+        "statement_cache_size",
+        "max_cached_statement_lifetime",
+        "max_cacheable_statement_size",
+        "ssl",
+        "direct_tls",
+        "target_session_attrs",
+        "krbsrvname",
+        "gsslib",
+        "prepared_statement_cache_size",
+    }
+)
 
 
 def normalize_database_url(url: str) -> str:
     """Return ``url`` rewritten for postkit's async drivers, or raise ``ValueError``.
 
     ``postgres://`` (Heroku and most hosts) and ``postgresql://`` become ``postgresql+asyncpg://``,
-    with libpq's ``sslmode`` turned into asyncpg's ``ssl``; ``sqlite://`` becomes
+    with libpq's ``sslmode`` and ``connect_timeout`` turned into asyncpg's ``ssl`` and ``timeout``
+    and parameters asyncpg does not know refused; ``sqlite://`` becomes
     ``sqlite+aiosqlite://``. Any other scheme is refused with a message that says what is accepted.
     """
     url = url.strip()
@@ -47,11 +70,7 @@ def normalize_database_url(url: str) -> str:
         ) from exc
     name = parsed.drivername.lower()
     if name in _POSTGRES_NAMES:
-        parsed = parsed.set(drivername="postgresql+asyncpg")
-        if "sslmode" in parsed.query:
-            query = dict(parsed.query)
-            query["ssl"] = query.pop("sslmode")
-            parsed = parsed.set(query=query)
+        parsed = parsed.set(drivername="postgresql+asyncpg", query=_asyncpg_query(parsed))
     elif name in _SQLITE_NAMES:
         parsed = parsed.set(drivername="sqlite+aiosqlite")
     elif name.startswith(("postgresql+", "sqlite+")):
@@ -66,6 +85,25 @@ def normalize_database_url(url: str) -> str:
             "or sqlite:///"
         )
     return parsed.render_as_string(hide_password=False)
+
+
+def _asyncpg_query(parsed: URL) -> dict[str, str | tuple[str, ...]]:
+    """The URL's query for asyncpg: libpq's names translated, anything asyncpg lacks refused.
+
+    asyncpg receives every query parameter as a keyword argument, so an unknown one (libpq's
+    ``application_name``, ``channel_binding``...) would fail at the first connection instead.
+    """
+    query = dict(parsed.query)
+    for libpq_name, asyncpg_name in _LIBPQ_TO_ASYNCPG.items():
+        if libpq_name in query:
+            query[asyncpg_name] = query.pop(libpq_name)
+    unknown = sorted(set(query) - _ASYNCPG_QUERY_NAMES)
+    if unknown:
+        raise ValueError(
+            f"has the query parameter(s) {', '.join(unknown)}, which the asyncpg driver does not "
+            f"accept; accepted: {', '.join(sorted(_ASYNCPG_QUERY_NAMES | set(_LIBPQ_TO_ASYNCPG)))}"
+        )
+    return query
 
 
 def is_sqlite(url: str | URL) -> bool:
