@@ -462,3 +462,39 @@ async def test_registration_can_be_refused_by_an_async_hook(make_client):
     )
     assert response.status_code == 403
     assert response.json()["code"] == "NO_BOTS"
+
+
+class LateRefusal:
+    """Refuses from before_post_save, after postkit has already staged the write."""
+
+    @hookimpl
+    async def before_post_save(self, post: Post) -> None:
+        if "refuse late" in post.title:
+            raise PostRejected("refused at the last moment", code="LATE", status_code=403)
+
+
+async def test_a_refusal_after_the_write_was_staged_writes_nothing(make_client, new_user):
+    client = await make_client(plugins=[LateRefusal()])
+    user = await new_user(client)
+    refused = await client.post(
+        "/posts", json={"title": "refuse late", "content": "c"}, headers=user.headers
+    )
+    assert refused.status_code == 403
+    assert refused.json() == {"detail": "refused at the last moment", "code": "LATE"}
+    assert await count_rows(client, Post) == 0
+
+    post = await make_post(client, user, title="fine", content="original")
+    refused = await client.put(
+        f"/posts/{post['id']}",
+        json={"title": "refuse late", "content": "changed"},
+        headers=user.headers,
+    )
+    assert refused.status_code == 403
+    fetched = (await client.get(f"/posts/{post['id']}", headers=user.headers)).json()
+    assert (fetched["title"], fetched["content"]) == ("fine", "original")
+    # The same session keeps working after the rollback.
+    again = await client.patch(
+        f"/posts/{post['id']}", json={"content": "edited"}, headers=user.headers
+    )
+    assert again.status_code == 200
+    assert again.json()["content"] == "edited"

@@ -540,3 +540,35 @@ async def test_concurrent_creates_all_land(client, new_user):
     )
     assert [r.status_code for r in responses] == [201] * 8
     assert len(ids(await feed(client, user, limit=20))) == 8
+
+
+async def test_concurrent_deletes_and_updates_of_one_post_never_500(client, new_user):
+    from collections import Counter
+    from contextlib import AsyncExitStack
+
+    user = await new_user(client)
+    post = await make_post(client, user)
+    url = f"/posts/{post['id']}"
+    async with AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=client.app), base_url="http://testserver"
+                )
+            )
+            for _ in range(8)
+        ]
+        responses = await asyncio.gather(
+            *(
+                http.delete(url, headers=user.headers)
+                if n % 2
+                else http.patch(url, json={"title": f"t{n}"}, headers=user.headers)
+                for n, http in enumerate(clients)
+            )
+        )
+    deletes = Counter(r.status_code for n, r in enumerate(responses) if n % 2)
+    updates = Counter(r.status_code for n, r in enumerate(responses) if not n % 2)
+    assert deletes[204] == 1
+    assert deletes[404] == 3
+    assert set(updates) <= {200, 404}
+    assert (await client.get(url, headers=user.headers)).status_code == 404
