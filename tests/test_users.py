@@ -82,6 +82,15 @@ async def test_invalid_registration_is_422_naming_the_field(client, body, field)
     assert [error["loc"][-1] for error in payload["detail"]] == [field]
 
 
+async def test_reserved_test_domain_is_accepted_other_special_names_are_not(client):
+    accepted = await register(client, email="QA@Staging.Test", password="long enough")
+    assert accepted.status_code == 201
+    assert accepted.json()["email"] == "qa@staging.test"
+    refused = await register(client, email="qa@printer.local", password="long enough")
+    assert refused.status_code == 422
+    assert refused.json()["detail"][0]["loc"] == ["body", "email"]
+
+
 async def test_password_minimum_follows_settings_and_the_schema_says_so(make_client):
     client = await make_client(password_min_length=12)
     short = await register(client, email="g@example.com", password="elevenchars")
@@ -246,7 +255,7 @@ async def test_password_change_needs_the_current_password(client, new_user, curr
     if current is not None:
         body["current_password"] = current
     response = await client.patch("/users/me", json=body, headers=user.headers)
-    assert response.status_code == 400
+    assert response.status_code == 403
     assert response.json() == {
         "detail": "The current password is wrong",
         "code": "WRONG_CURRENT_PASSWORD",
@@ -292,7 +301,7 @@ async def test_guessing_the_current_password_is_throttled(make_client, new_user)
             headers=user.headers,
         )
         statuses.append(response.status_code)
-    assert statuses == [400, 400, 429]
+    assert statuses == [403, 403, 429]
 
 
 # --- GET /users/{id} ----------------------------------------------------------------------------

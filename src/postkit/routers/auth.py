@@ -2,20 +2,44 @@
 
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import APIRouter, Depends, Request, status
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import APIRouter, Depends, Form, Request, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postkit.dependencies import Authenticated, UserDependencies
 from postkit.errors import error_responses
 from postkit.routing import body_limited_route
 from postkit.schemas.auth import RefreshRequest, TokenPair
+from postkit.schemas.users import PASSWORD_MAX_LENGTH
 from postkit.services import auth as auth_service
 
 if TYPE_CHECKING:
     from postkit.kit import PostKit
 
-__all__ = ["client_address", "get_auth_router"]
+__all__ = ["LoginForm", "client_address", "get_auth_router"]
+
+
+class LoginForm:
+    """The OAuth2 password grant form (what Swagger UI's "Authorize" button sends), with the
+    limits postkit enforces written into the schema. Other OAuth2 fields are ignored."""
+
+    def __init__(
+        self,
+        username: Annotated[
+            str, Form(min_length=1, max_length=320, description="The email or the username.")
+        ],
+        password: Annotated[
+            str,
+            Form(
+                min_length=1,
+                max_length=PASSWORD_MAX_LENGTH,
+                json_schema_extra={"format": "password"},
+            ),
+        ],
+        grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+    ) -> None:
+        self.username = username
+        self.password = password
+        self.grant_type = grant_type
 
 
 def client_address(request: Request) -> str:
@@ -50,10 +74,10 @@ def get_auth_router(kit: "PostKit") -> APIRouter:
         "/login",
         name=UserDependencies.LOGIN_ROUTE_NAME,
         response_model=TokenPair,
-        responses=error_responses(401, 422, 429),
+        responses=error_responses(401, 413, 422, 429),
     )
     async def login(
-        form: Annotated[OAuth2PasswordRequestForm, Depends()],
+        form: Annotated[LoginForm, Depends()],
         session: Session,
         request: Request,
     ) -> TokenPair:
@@ -79,7 +103,7 @@ def get_auth_router(kit: "PostKit") -> APIRouter:
         "/token/refresh",
         name="postkit:refresh",
         response_model=TokenPair,
-        responses=error_responses(401, 422),
+        responses=error_responses(401, 413, 422),
     )
     async def refresh(body: RefreshRequest, session: Session) -> TokenPair:
         """Exchange a refresh token for a new access token and a new refresh token.

@@ -46,7 +46,7 @@ def get_users_router(kit: "PostKit") -> APIRouter:
         name="postkit:register",
         status_code=status.HTTP_201_CREATED,
         response_model=UserPrivate,
-        responses=error_responses(409, 422),
+        responses=error_responses(409, 413, 422),
     )
     async def register(body: Registration, session: Session) -> User:  # type: ignore[valid-type]
         """Create an account. Without `username`, a random one is generated."""
@@ -73,7 +73,7 @@ def get_users_router(kit: "PostKit") -> APIRouter:
         "/users/me",
         name="postkit:update_me",
         response_model=UserPrivate,
-        responses=error_responses(400, 401, 409, 422, 429),
+        responses=error_responses(401, 403, 409, 413, 422, 429),
     )
     async def update_me(
         body: Changes,  # type: ignore[valid-type]
@@ -83,7 +83,7 @@ def get_users_router(kit: "PostKit") -> APIRouter:
     ) -> User:
         """Change the username and/or the password of the authenticated account.
 
-        A new `password` needs `current_password` (400 `WRONG_CURRENT_PASSWORD` otherwise) and
+        A new `password` needs `current_password` (403 `WRONG_CURRENT_PASSWORD` otherwise) and
         signs out every other session of the account; this one stays signed in.
         """
         return await user_service.change_own_account(

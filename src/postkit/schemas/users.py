@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, create_model
+import email_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
 __all__ = [
     "PASSWORD_MAX_LENGTH",
     "USERNAME_PATTERN",
+    "Email",
     "UserCreate",
     "UserPrivate",
     "UserPublic",
@@ -26,12 +28,31 @@ PASSWORD_MAX_LENGTH = 4096
 """Longer passwords are refused (422), never truncated: ``bcrypt_sha256`` hashes them whole."""
 
 
+def _checked_email(value: str) -> str:
+    try:
+        # No DNS lookups; the reserved ``.test`` domain is accepted for test environments.
+        checked = email_validator.validate_email(
+            value.strip(), check_deliverability=False, test_environment=True
+        )
+    except email_validator.EmailNotValidError as exc:
+        raise ValueError(f"value is not a valid email address: {exc}") from None
+    return checked.normalized.lower()
+
+
+Email = Annotated[
+    str,
+    Field(max_length=320, json_schema_extra={"format": "email"}),
+    AfterValidator(_checked_email),
+]
+"""An email address, checked for syntax (not deliverability) and returned lower case."""
+
+
 class UserCreate(BaseModel):
     """Registration. ``username`` is optional; one is generated when absent."""
 
     model_config = ConfigDict(extra="forbid")
 
-    email: EmailStr = Field(max_length=320)
+    email: Email
     password: str = Field(min_length=8, max_length=PASSWORD_MAX_LENGTH)
     username: str | None = Field(default=None, pattern=USERNAME_PATTERN)
 

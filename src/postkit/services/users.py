@@ -115,7 +115,7 @@ async def get_public_user(session: AsyncSession, *, user_id: int) -> User:
 def wrong_current_password() -> PostKitError:
     return PostKitError(
         "The current password is wrong",
-        status_code=400,
+        status_code=403,
         code=ErrorCode.WRONG_CURRENT_PASSWORD,
     )
 
@@ -139,7 +139,7 @@ async def change_own_account(
     of the user: their refresh and access tokens stop working while the session
     ``session_id`` that made the change carries on.
 
-    :raises PostKitError: 409 ``USERNAME_TAKEN``; 400 ``WRONG_CURRENT_PASSWORD``;
+    :raises PostKitError: 409 ``USERNAME_TAKEN``; 403 ``WRONG_CURRENT_PASSWORD``;
         429 ``TOO_MANY_ATTEMPTS``.
     """
     if username is not None:
