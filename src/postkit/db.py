@@ -122,6 +122,7 @@ def create_engine_for(
     max_overflow: int = 10,
     pool_timeout: float = 10.0,
     connect_timeout: float = 5.0,
+    command_timeout: float = 30.0,
     statement_cache_size: int = 100,
 ) -> AsyncEngine:
     """Build an :class:`AsyncEngine` with the options postkit relies on for ``url``."""
@@ -142,7 +143,7 @@ def create_engine_for(
         pool_pre_ping=True,
         connect_args={
             "timeout": connect_timeout,
-            "command_timeout": 60,
+            "command_timeout": command_timeout,
             "statement_cache_size": statement_cache_size,
             "server_settings": {"application_name": "postkit"},
         },
@@ -178,6 +179,7 @@ class Database:
                 max_overflow=settings.database_max_overflow,
                 pool_timeout=settings.database_pool_timeout,
                 connect_timeout=settings.database_connect_timeout,
+                command_timeout=settings.database_command_timeout,
                 statement_cache_size=settings.database_statement_cache_size,
             )
         )

@@ -76,6 +76,14 @@ class PostKitSettings(BaseSettings):
     database_connect_timeout: float = Field(
         default=5.0, gt=0, description="Seconds to wait for a new database connection."
     )
+    database_command_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "Seconds a query may wait for the database (PostgreSQL) before the request answers "
+            "503: bounds how long requests hang when the network to the database fails."
+        ),
+    )
     database_statement_cache_size: int = Field(
         default=100,
         ge=0,

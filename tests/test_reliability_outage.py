@@ -1,0 +1,188 @@
+"""Outage: PostgreSQL becomes unreachable mid-run, then comes back.
+
+A TCP proxy the test controls sits between a real server process and PostgreSQL. While the link
+is cut, requests answer 503 ``DATABASE_UNAVAILABLE`` promptly (no hang, no 500); once it is back,
+the same process serves again without a restart, and every write that was acknowledged with a
+2xx, before, during or after the outage, is in the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from conftest import create_postgres_database, drop_postgres_database, require_postgres
+from reliability_support import Account, free_port, register, serve, server_env, uvicorn_command
+from sqlalchemy.engine import make_url
+from tcp_proxy import TcpProxy
+
+from postkit.migrations import upgrade
+
+pytestmark = pytest.mark.postgres_only
+
+CONNECT_TIMEOUT = 1.0
+POOL_TIMEOUT = 1.0
+COMMAND_TIMEOUT = 2.0
+# A request during an outage must be answered within this many seconds.
+PROMPT = 8.0
+
+
+@dataclass
+class Ledger:
+    """What the clients saw: every status, every acknowledged post, the slowest answer."""
+
+    statuses: list[int] = field(default_factory=list)
+    acknowledged: dict[int, str] = field(default_factory=dict)  # post id -> title
+    slowest: float = 0.0
+    bad: list[str] = field(default_factory=list)
+
+    def record(self, response: httpx.Response, seconds: float) -> None:
+        self.statuses.append(response.status_code)
+        self.slowest = max(self.slowest, seconds)
+        if response.status_code >= 500:
+            body = response.json()
+            if response.status_code != 503 or body.get("code") != "DATABASE_UNAVAILABLE":
+                self.bad.append(f"{response.status_code} {response.text[:200]}")
+
+
+@pytest.fixture
+def proxied_database() -> Iterator[tuple[str, str, TcpProxy]]:
+    """A migrated database; yields (direct URL, URL through the proxy, the proxy)."""
+    require_postgres("database outage through a TCP proxy")
+    direct = create_postgres_database("postkit_outage")
+    try:
+        upgrade(direct)
+        parsed = make_url(direct)
+        with TcpProxy(parsed.host or "127.0.0.1", parsed.port or 5432) as proxy:
+            through = parsed.set(host="127.0.0.1", port=proxy.port)
+            yield direct, through.render_as_string(hide_password=False), proxy
+    finally:
+        drop_postgres_database(direct)
+
+
+async def _writer(
+    http: httpx.AsyncClient, account: Account, ledger: Ledger, stop: asyncio.Event, tag: str
+) -> None:
+    """Create posts, read them back, in a loop, recording what was acknowledged."""
+    n = 0
+    while not stop.is_set():
+        n += 1
+        title = f"{tag}-{n}"
+        started = time.monotonic()
+        try:
+            response = await http.post(
+                "/posts", json={"title": title, "content": "x"}, headers=account.headers
+            )
+        except httpx.TimeoutException:
+            ledger.bad.append(f"POST /posts timed out after {time.monotonic() - started:.1f} s")
+            continue
+        ledger.record(response, time.monotonic() - started)
+        if response.status_code == 201:
+            ledger.acknowledged[response.json()["id"]] = title
+        started = time.monotonic()
+        try:
+            read = await http.get("/posts", params={"limit": 5}, headers=account.headers)
+        except httpx.TimeoutException:
+            ledger.bad.append(f"GET /posts timed out after {time.monotonic() - started:.1f} s")
+            continue
+        ledger.record(read, time.monotonic() - started)
+        await asyncio.sleep(0.02)
+
+
+async def _phase(
+    url: str, accounts: list[Account], ledger: Ledger, seconds: float, tag: str
+) -> None:
+    stop = asyncio.Event()
+    async with httpx.AsyncClient(base_url=url, timeout=PROMPT + 20) as http:
+        tasks = [
+            asyncio.create_task(_writer(http, a, ledger, stop, f"{tag}{i}"))
+            for i, a in enumerate(accounts)
+        ]
+        await asyncio.sleep(seconds)
+        stop.set()
+        await asyncio.gather(*tasks)
+
+
+async def _wait_until_healthy(url: str, account: Account, timeout: float = 30.0) -> float:
+    """Seconds until the server answers a database-backed request with 200 again."""
+    started = time.monotonic()
+    async with httpx.AsyncClient(base_url=url, timeout=PROMPT + 20) as http:
+        while time.monotonic() - started < timeout:
+            response = await http.get("/users/me", headers=account.headers)
+            if response.status_code == 200:
+                return time.monotonic() - started
+            assert response.status_code == 503, response.text
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"the server did not recover within {timeout} s")
+
+
+async def _stored_titles(direct: str) -> dict[int, str]:
+    connection = await asyncpg.connect(direct)
+    try:
+        return {
+            row["id"]: row["title"]
+            for row in await connection.fetch("SELECT id, title FROM postkit_posts")
+        }
+    finally:
+        await connection.close()
+
+
+async def _scenario(
+    url: str, direct: str, proxy: TcpProxy, cut: str
+) -> tuple[Ledger, Ledger, Ledger, float]:
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        accounts = [await register(http) for _ in range(3)]
+    before, during, after = Ledger(), Ledger(), Ledger()
+    await _phase(url, accounts, before, 1.5, "before")
+    getattr(proxy, cut)()
+    try:
+        await _phase(url, accounts, during, 4.0, "during")
+    finally:
+        proxy.forward()
+    recovery = await _wait_until_healthy(url, accounts[0])
+    await _phase(url, accounts, after, 1.5, "after")
+    return before, during, after, recovery
+
+
+@pytest.mark.parametrize("cut", ["refuse", "blackhole"])
+def test_outage_answers_503_then_recovers_without_losing_writes(
+    proxied_database: tuple[str, str, TcpProxy], tmp_path: Path, cut: str
+) -> None:
+    direct, through, proxy = proxied_database
+    port = free_port()
+    env = server_env(
+        through,
+        database_connect_timeout=CONNECT_TIMEOUT,
+        database_pool_timeout=POOL_TIMEOUT,
+        database_command_timeout=COMMAND_TIMEOUT,
+        database_pool_size=3,
+        database_max_overflow=2,
+        login_max_failures=10_000,
+    )
+    with serve(uvicorn_command(port), env=env, log_dir=tmp_path, port=port) as server:
+        before, during, after, recovery = asyncio.run(_scenario(server.url, direct, proxy, cut))
+        log = server.log
+        assert server.alive, log
+    for name, ledger in [("before", before), ("during", during), ("after", after)]:
+        assert not ledger.bad, (name, ledger.bad[:5], log[-4000:])
+    assert before.statuses, before
+    assert set(before.statuses) <= {200, 201}, before.statuses
+    assert after.statuses, after
+    assert set(after.statuses) <= {200, 201}, after.statuses
+    # The outage was real and was answered 503, promptly.
+    assert 503 in during.statuses, during.statuses
+    assert set(during.statuses) <= {200, 201, 503}, during.statuses
+    assert during.slowest < PROMPT, f"slowest answer during the outage: {during.slowest:.1f} s"
+    assert recovery < 15, recovery
+    # No acknowledged write was lost.
+    stored = asyncio.run(_stored_titles(direct))
+    acknowledged = {**before.acknowledged, **during.acknowledged, **after.acknowledged}
+    missing = {pid: title for pid, title in acknowledged.items() if stored.get(pid) != title}
+    assert not missing, missing
+    assert "Traceback" not in log, log[-6000:]
