@@ -108,8 +108,11 @@ async def test_public_reads_show_published_posts_to_anonymous_clients(make_clien
     assert (await client.get(f"/posts/{published['id']}")).status_code == 200
     assert (await client.get(f"/posts/{draft['id']}")).status_code == 404
     assert ids(await feed(client, user)) == [draft["id"], published["id"]]
-    # Writes still need a token.
+    # Writes still need a token, and a token that is sent must be valid.
     assert (await client.post("/posts", json={"title": "t", "content": "c"})).status_code == 401
+    bad = await client.get("/posts", headers={"Authorization": "Bearer nonsense"})
+    assert bad.status_code == 401
+    assert bad.json()["code"] == "INVALID_TOKEN"
 
 
 async def test_drafts_are_visible_only_to_their_owner(client, new_user):

@@ -108,6 +108,7 @@ class HookRunner:
                 logger.exception("postkit: plugin %r failed in hook %s", impl.plugin_name, name)
 
     def has_implementations(self, name: str) -> bool:
+        """Whether any registered plugin implements ``name`` (to skip work nobody asked for)."""
         return bool(self._implementations(name))
 
     def describe(self) -> list[tuple[str, list[str]]]:
