@@ -305,7 +305,9 @@ async def put_vote(request: Request) -> Response:
                 votes = await connection.fetchval(
                     "SELECT vote_count FROM postkit_posts WHERE id = $1", post_id
                 )
-    return json_response({"post_id": post_id, "voted": True, "votes": votes})
+    return json_response(
+        {"post_id": post_id, "dir": 1, "votes": votes}, 201 if weight is not None else 200
+    )
 
 
 async def delete_vote(request: Request) -> Response:
