@@ -244,7 +244,7 @@ class SyncChecks:
 
     @hookimpl
     def validate_post(self, data: dict[str, Any], existing: Post | None) -> None:
-        if "sync-forbidden" in data.get("title", ""):
+        if data.get("title") == "sync-forbidden":
             raise PostRejected("sync says no", code="SYNC_NO")
         if existing is not None and data.get("title") == "no edits":
             raise PostRejected("not like that", status_code=403, code="NO_EDITS")
@@ -262,7 +262,7 @@ class AsyncChecks:
 
     @hookimpl
     async def validate_post(self, data: dict[str, Any]) -> None:
-        if "async-forbidden" in data.get("title", ""):
+        if data.get("title") == "async-forbidden":
             raise PostRejected("async says no", code="ASYNC_NO")
 
     @hookimpl
@@ -308,8 +308,8 @@ async def test_plugin_answers_come_before_the_defaults_and_first_key_wins(make_c
     client = await make_client(plugins=[FirstAnswers("a"), FirstAnswers("b"), DenyEveryone()])
     user = await new_user(client)
     post = await make_post(client, user)
-    # Plugins registered later are called first, so "b" sets "who" before "a" can.
-    assert post["extra"] == {"who": "b", "b": True, "a": True}
+    # Plugins are called in the order given, so "a" sets "who" before "b" can.
+    assert post["extra"] == {"who": "a", "a": True, "b": True}
     # DenyEveryone answers before the owner-only default: even the owner cannot delete.
     refused = await client.delete(f"/posts/{post['id']}", headers=user.headers)
     assert refused.status_code == 403

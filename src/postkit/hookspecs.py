@@ -5,8 +5,9 @@ a hook may gain parameters without breaking existing plugins. An implementation 
 function or a coroutine function: postkit awaits whatever it returns when that is awaitable.
 
 "First answer wins" hooks (:func:`can_modify_post`, :func:`vote_weight`) are resolved by postkit:
-implementations run in pluggy's order (most recently registered first, ``tryfirst`` before,
-``trylast`` after) and the first one whose awaited answer is not ``None`` decides. postkit's own
+implementations run in order (plugins passed to :class:`~postkit.PostKit` first, in the order
+given, then entry-point plugins; ``tryfirst`` before, ``trylast`` after) and the first one
+whose awaited answer is not ``None`` decides. postkit's own
 behaviour is registered as default plugins marked ``trylast``, so a host's plugin runs before it.
 
 "after" hooks run once the write is committed; an exception in one is logged and does not undo
@@ -137,7 +138,7 @@ def extra_post_fields(post: Post, user: User | None) -> dict[str, Any] | Awaitab
         its columns and ``post.owner.id`` / ``post.owner.username`` are set, nothing else.
     :param user: the reader, or ``None`` when anonymous.
     :returns: a JSON-serialisable dict, or ``None``. The first plugin called to set a key keeps
-        it (plugins registered later are called first).
+        it (plugins passed to :class:`~postkit.PostKit` are called in the order given).
     """
 
 

@@ -38,14 +38,16 @@ def build_plugin_manager(
 ) -> pluggy.PluginManager:
     """A fresh plugin manager: postkit's specs, its defaults, entry points, then ``plugins``.
 
-    Plugins passed in code are registered last, so they run first among equals.
+    Plugins passed in code are registered last, so they run first among equals, and in the
+    order given: with ``plugins=[a, b]``, ``a`` is called before ``b``.
     """
     manager = pluggy.PluginManager(PROJECT_NAME)
     manager.add_hookspecs(hookspecs)
     manager.register(DefaultRules(), name="postkit.defaults")
     if discover:
         manager.load_setuptools_entrypoints(PROJECT_NAME)
-    for plugin in plugins:
+    # pluggy calls the most recently registered plugin first: register in reverse.
+    for plugin in reversed(list(plugins)):
         manager.register(plugin)
     return manager
 
