@@ -112,6 +112,21 @@ async def test_login_with_missing_fields_is_422(client, form):
     assert response.json()["code"] == "VALIDATION_ERROR"
 
 
+async def test_nul_bytes_are_refused_not_a_500(client, new_user):
+    user = await new_user(client)
+    nul_login = await login(client, "ghost\x00@example.com", "whatever password")
+    assert nul_login.status_code == 401
+    assert nul_login.json() == INVALID_CREDENTIALS
+    nul_password = await login(client, user.email, "correct\x00horse")
+    assert nul_password.status_code == 401
+    nul_refresh = await refresh(client, "abc\x00def")
+    assert nul_refresh.status_code == 401
+    nul_email = await client.post("/users", json={"email": "a\x00@b.com", "password": "x" * 10})
+    assert nul_email.status_code == 422
+    rename = await client.patch("/users/me", json={"username": "a\x00b"}, headers=user.headers)
+    assert rename.status_code == 422
+
+
 async def test_login_upgrades_a_legacy_bcrypt_hash(client, new_user):
     user = await new_user(client)
     legacy = plain_bcrypt.using(rounds=4).hash(user.password)

@@ -337,6 +337,8 @@ async def find_by_login(session: AsyncSession, *, login: str) -> User | None:
     Usernames cannot contain ``@``, so the two never collide; each lookup uses its unique index.
     """
     key = login.strip().lower()
+    if "\x00" in key:
+        return None  # no account has one, and PostgreSQL text cannot even hold it
     column = User.email if "@" in key else User.username
     return (await session.execute(select(User).where(column == key))).scalar_one_or_none()
 
