@@ -328,3 +328,12 @@ def run_sql(url: str, *statements: str) -> list[Any]:
         return rows
 
     return asyncio.run(run())
+
+
+async def make_post(client: Any, user: TestUser, **fields: Any) -> dict[str, Any]:
+    """Create a post through the API as ``user`` (title and content defaulted); return its JSON."""
+    body = {"title": "A title", "content": "Some content"} | fields
+    response = await client.post("/posts", json=body, headers=user.headers)
+    assert response.status_code == 201, response.text
+    result: dict[str, Any] = response.json()
+    return result

@@ -11,6 +11,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from conftest import make_post
 from sqlalchemy import func, select
 
 from postkit import PostKitError, PostRejected, VoteRejected, hookimpl
@@ -31,13 +32,6 @@ def load_example(name: str) -> ModuleType:
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
     return module
-
-
-async def make_post(client: Any, user: Any, **fields: Any) -> dict[str, Any]:
-    body = {"title": "A title", "content": "Some content"} | fields
-    response = await client.post("/posts", json=body, headers=user.headers)
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 async def count_rows(client: Any, model: Any) -> int:

@@ -8,17 +8,11 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import make_post
 from sqlalchemy import event, func, select, text
 
 from postkit.models import Post, User, Vote
 from postkit.services.votes import withdraw_all_votes
-
-
-async def make_post(client: Any, user: Any, **fields: Any) -> dict[str, Any]:
-    body = {"title": "A title", "content": "Some content"} | fields
-    response = await client.post("/posts", json=body, headers=user.headers)
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 async def feed(client: Any, user: Any | None = None, **params: Any) -> httpx.Response:

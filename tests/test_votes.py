@@ -10,16 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import make_post
 from sqlalchemy import select
 
 from postkit.models import Post, Vote
-
-
-async def make_post(client: Any, user: Any, **fields: Any) -> dict[str, Any]:
-    body = {"title": "A title", "content": "Some content"} | fields
-    response = await client.post("/posts", json=body, headers=user.headers)
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 async def stored_state(client: Any, post_id: int) -> tuple[int, int]:
