@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import select
 
@@ -49,6 +51,22 @@ async def test_duplicate_email_is_409_whatever_the_case(client, email):
     response = await register(client, email=email, password="long enough")
     assert response.status_code == 409
     assert response.json()["code"] == "EMAIL_TAKEN"
+
+
+@pytest.mark.parametrize("clash", ["email", "username"])
+async def test_concurrent_registrations_of_one_name_create_one_account(client, clash):
+    def body(i: int) -> dict[str, str]:
+        if clash == "email":
+            return {"email": "race@example.com", "password": "long enough", "username": f"r{i}xx"}
+        return {"email": f"race{i}@example.com", "password": "long enough", "username": "racer"}
+
+    responses = await asyncio.gather(*(register(client, **body(i)) for i in range(6)))
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [201, 409, 409, 409, 409, 409]
+    codes = {response.json()["code"] for response in responses if response.status_code == 409}
+    assert codes == {"EMAIL_TAKEN" if clash == "email" else "USERNAME_TAKEN"}
+    async with client.kit.db.sessionmaker() as session:
+        assert len((await session.scalars(select(User))).all()) == 1
 
 
 async def test_duplicate_username_is_409(client):
