@@ -303,7 +303,7 @@ def test_nginx_site_proxies_to_gunicorn(deployed: Deployed, tmp_path: Path) -> N
     listen_port = free_port()
     conf = nginx_config(tmp_path, app_port=deployed.port, listen_port=listen_port)
     checked = subprocess.run(
-        [nginx, "-t", "-c", str(conf), "-p", str(tmp_path)],
+        [nginx, "-t", "-c", str(conf), "-p", str(tmp_path), "-e", str(tmp_path / "error.log")],
         capture_output=True,
         text=True,
         timeout=30,
@@ -311,7 +311,9 @@ def test_nginx_site_proxies_to_gunicorn(deployed: Deployed, tmp_path: Path) -> N
     assert checked.returncode == 0, checked.stderr
     assert "syntax is ok" in checked.stderr
 
-    argv = [nginx, "-c", str(conf), "-p", str(tmp_path), "-g", "daemon off;"]
+    # -e: the start-up error log too, so nginx never touches /var/log as an unprivileged user.
+    argv = [nginx, "-c", str(conf), "-p", str(tmp_path), "-e", str(tmp_path / "error.log")]
+    argv += ["-g", "daemon off;"]
     with live_process(argv, cwd=tmp_path, env=clean_env(), log=tmp_path / "nginx.out") as proxy:
         base = f"http://127.0.0.1:{listen_port}"
         health = proxy.wait_http(f"{base}/health?probe=nginx")
