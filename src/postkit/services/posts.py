@@ -47,11 +47,13 @@ __all__ = [
     "get_post",
     "like_pattern",
     "list_posts",
+    "post_not_found",
     "post_statement",
     "read_filters",
     "rolled_back_on_error",
     "serialize_post",
     "update_post",
+    "visibility_clause",
 ]
 
 Sort = Literal["new", "top"]
@@ -73,6 +75,7 @@ _FEED_COLUMNS = (
 
 
 def post_not_found() -> PostKitError:
+    """The 404 for a post that does not exist or that the caller may not see."""
     return PostKitError("Post not found", status_code=404, code=ErrorCode.POST_NOT_FOUND)
 
 
