@@ -173,3 +173,27 @@ async def test_key_samples(settings_factory: Callable[..., PostKitSettings]) -> 
         ).json()
         headers = {"Authorization": f"Bearer {pair['access_token']}"}
         assert (await http.get("/api/dashboard", headers=headers)).status_code == 200
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+def test_one_app_served_by_two_event_loops_in_turn(
+    settings_factory: Callable[..., PostKitSettings],
+) -> None:
+    # Starlette's TestClient runs each `with` block on its own event loop: a host's test suite
+    # does exactly this, and logins (hashing threads, pooled connections) must survive it.
+    from fastapi.testclient import TestClient
+
+    app = example("auth_host_routes").create_app(settings_factory())
+    for round_ in range(2):
+        with TestClient(app) as http:
+            email = f"loop{round_}@example.com"
+            body = {"email": email, "password": PASSWORD}
+            assert http.post("/api/users", json=body).status_code == 201
+            logins = [
+                http.post("/api/login", data={"username": email, "password": PASSWORD})
+                for _ in range(2)
+            ]
+            assert [response.status_code for response in logins] == [200, 200]
+            token = logins[-1].json()["access_token"]
+            dashboard = http.get("/api/dashboard", headers={"Authorization": f"Bearer {token}"})
+            assert dashboard.status_code == 200

@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import jwt
+from anyio.lowlevel import RunVar
 from passlib.context import CryptContext
 
 from postkit.settings import PostKitSettings
@@ -41,6 +42,10 @@ _MAX_USER_ID = 2**31 - 1  # postkit_users.id is a 32-bit integer on PostgreSQL
 _USER_ID = re.compile(r"[1-9][0-9]{0,9}")
 _MAX_TOKEN_CHARS = 8192
 
+# Password hashes computed at once, per event loop: more would not finish sooner on the
+# available cores, and would starve the event loop's own thread of CPU time.
+_HASHING_THREADS: RunVar[anyio.CapacityLimiter] = RunVar("postkit_hashing_threads")
+
 
 class PasswordHasher:
     """Hashes and verifies passwords off the event loop.
@@ -53,10 +58,6 @@ class PasswordHasher:
     """
 
     def __init__(self, rounds: int) -> None:
-        # At most this many hashes at once: more would not finish sooner on the available cores,
-        # and would starve the event loop thread of CPU time.
-        self.max_concurrent = max(2, os.cpu_count() or 2)
-        self._limiter: anyio.CapacityLimiter | None = None
         self.context = CryptContext(
             schemes=["bcrypt_sha256", "bcrypt"],
             deprecated="auto",
@@ -67,9 +68,13 @@ class PasswordHasher:
         self._dummy_hash = self.context.hash(secrets.token_urlsafe(24))
 
     def _threads(self) -> anyio.CapacityLimiter:
-        if self._limiter is None:  # created on first use, inside the running event loop
-            self._limiter = anyio.CapacityLimiter(self.max_concurrent)
-        return self._limiter
+        # One limiter per event loop, shared by every kit in it: they share the cores too.
+        try:
+            return _HASHING_THREADS.get()
+        except LookupError:
+            limiter = anyio.CapacityLimiter(max(2, os.cpu_count() or 2))
+            _HASHING_THREADS.set(limiter)
+            return limiter
 
     async def hash(self, password: str) -> str:
         """A new ``bcrypt_sha256`` hash of ``password``, computed in a worker thread."""
