@@ -82,7 +82,8 @@ class LoginThrottle:
 
     Because every reservation is committed before its count, the attempts that get to check a
     password are never more than ``max_failures`` per window, however many run at once: the
-    (n+1)-th of them would count the n rows of the others, which none of them removes.
+    (n+1)-th of them would count the rows of the n others, which only a successful login
+    removes.
     """
 
     max_failures: int
