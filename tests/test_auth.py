@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from statistics import median
@@ -165,6 +166,31 @@ async def test_swagger_token_url_follows_the_mount_prefix(make_client, new_user)
     assert flows == [{"password": {"scopes": {}, "tokenUrl": "/api/login"}}]
     user = await new_user(client, prefix="/api")
     assert (await client.get("/api/users/me", headers=user.headers)).status_code == 200
+
+
+async def test_openapi_documents_every_answer(client):
+    spec = (await client.get("/openapi.json")).json()
+    documented = {
+        (method.upper(), path): sorted(operation["responses"])
+        for path, operations in spec["paths"].items()
+        for method, operation in operations.items()
+        if path.startswith(("/users", "/login", "/token", "/logout"))
+    }
+    assert documented == {
+        ("POST", "/login"): ["200", "401", "413", "422", "429"],
+        ("POST", "/token/refresh"): ["200", "401", "413", "422"],
+        ("POST", "/logout"): ["204", "401"],
+        ("POST", "/logout/all"): ["204", "401"],
+        ("POST", "/users"): ["201", "403", "409", "413", "422"],
+        ("GET", "/users/me"): ["200", "401"],
+        ("PATCH", "/users/me"): ["200", "401", "403", "409", "413", "422", "429"],
+        ("GET", "/users/{user_id}"): ["200", "401", "404", "422"],
+    }
+    schemas = spec["components"]["schemas"]
+    assert "password_hash" not in json.dumps(spec)
+    assert set(schemas["UserPublic"]["properties"]) == {"id", "username", "created_at"}
+    login_form = spec["paths"]["/login"]["post"]["requestBody"]["content"]
+    assert list(login_form) == ["application/x-www-form-urlencoded"]
 
 
 async def test_routes_have_stable_names(make_client):

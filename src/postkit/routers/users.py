@@ -46,10 +46,13 @@ def get_users_router(kit: "PostKit") -> APIRouter:
         name="postkit:register",
         status_code=status.HTTP_201_CREATED,
         response_model=UserPrivate,
-        responses=error_responses(409, 413, 422),
+        responses=error_responses(403, 409, 413, 422),
     )
     async def register(body: Registration, session: Session) -> User:  # type: ignore[valid-type]
-        """Create an account. Without `username`, a random one is generated."""
+        """Create an account. Without `username`, a random one is generated.
+
+        A plugin may refuse the registration (403 or 422, with a code of its own).
+        """
         return await user_service.register_user(
             session,
             email=str(body.email),  # type: ignore[attr-defined]
