@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from postkit import PostKitError, User, hookimpl
+from postkit.security import PasswordHasher
 
 NEW_PASSWORD = "a brand new passphrase"
 
@@ -189,6 +190,28 @@ async def test_validate_registration_can_refuse(make_client):
     accepted = await register(client, email="jo@open.example", password="long enough")
     assert accepted.status_code == 201
     assert welcome.welcomed == [(accepted.json()["id"], "jo@open.example")]
+
+
+class CountingHasher(PasswordHasher):
+    """postkit's hasher, counting the hashes it computes."""
+
+    def __init__(self, rounds: int) -> None:
+        super().__init__(rounds)
+        self.hashed = 0
+
+    async def hash(self, password: str) -> str:
+        self.hashed += 1
+        return await super().hash(password)
+
+
+async def test_validate_registration_runs_before_the_password_is_hashed(make_client):
+    client = await make_client(plugins=[ClosedDomain()])
+    client.kit.passwords = hasher = CountingHasher(4)
+    refused = await register(client, email="x@closed.example", password="long enough")
+    assert refused.status_code == 403
+    assert hasher.hashed == 0
+    assert (await register(client, email="x@open.example", password="long enough")).is_success
+    assert hasher.hashed == 1
 
 
 async def test_after_user_register_failure_does_not_undo_the_account(make_client):
