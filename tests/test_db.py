@@ -10,7 +10,7 @@ from typing import Annotated
 
 import httpx
 import pytest
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import APIRouter, Depends, FastAPI, HTTPException
 from liveserver import clean_env
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from postkit import PostKit, User, Vote
 from postkit.db import Database
+from postkit.errors import PostKitError
+from postkit.routing import PostKitRoute
 
 
 @asynccontextmanager
@@ -59,6 +61,18 @@ def host_app(kit: PostKit) -> FastAPI:
         await session.flush()
         raise HTTPException(status_code=409, detail="changed my mind")
 
+    # A route under postkit's route class answers a PostKitError itself, before the session
+    # dependency closes: the session must still roll back.
+    refusing = APIRouter(route_class=PostKitRoute)
+
+    @refusing.post("/postkit-refused/{name}")
+    async def postkit_refused(name: str, session: SessionDep) -> None:
+        add_user(session, name)
+        await session.flush()
+        raise PostKitError("refused", status_code=403, code="REFUSED")
+
+    app.include_router(refusing)
+
     @app.post("/crash/{name}")
     async def crash(name: str, session: SessionDep) -> None:
         add_user(session, name)
@@ -76,6 +90,7 @@ def host_app(kit: PostKit) -> FastAPI:
     [
         ("/ok/alice", 200, 1),  # success: the dependency commits
         ("/refused/bob", 409, 0),  # HTTPException: rolled back
+        ("/postkit-refused/dave", 403, 0),  # PostKitError answered by the route: rolled back
         ("/crash/carol", 500, 0),  # unhandled error: rolled back
     ],
 )

@@ -18,11 +18,16 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import StaticPool
+from starlette.requests import Request
 
 if TYPE_CHECKING:
     from postkit.settings import PostKitSettings
 
-__all__ = ["Database", "normalize_database_url"]
+__all__ = ["REQUEST_FAILED", "Database", "normalize_database_url"]
+
+REQUEST_FAILED = "postkit.request_failed"
+"""ASGI scope key a postkit route sets when it answers an error: the request's session then rolls
+back instead of committing (the session closes after the route has already answered)."""
 
 _POSTGRES_NAMES = {"postgres", "postgresql", "postgresql+asyncpg"}
 _SQLITE_NAMES = {"sqlite", "sqlite+aiosqlite"}
@@ -188,11 +193,13 @@ class Database:
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
-    async def session(self) -> AsyncIterator[AsyncSession]:
+    async def session(self, request: Request) -> AsyncIterator[AsyncSession]:
         """FastAPI dependency: one session per request, committed on success, rolled back on error.
 
-        Services commit themselves where a write must be durable before "after" hooks run; the
-        commit here makes any remaining work durable before the response is sent.
+        "Error" covers both an exception and an error answer a postkit route turned an exception
+        into (see :data:`REQUEST_FAILED`). Services commit themselves where a
+        write must be durable before "after" hooks run; the commit here makes any remaining work
+        durable before the response is sent.
         """
         async with self.sessionmaker() as session:
             try:
@@ -200,9 +207,10 @@ class Database:
             except BaseException:
                 await session.rollback()
                 raise
-            else:
-                if session.in_transaction():
-                    await session.commit()
+            if request.scope.get(REQUEST_FAILED):
+                await session.rollback()
+            elif session.in_transaction():
+                await session.commit()
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import Message
 
+from postkit.db import REQUEST_FAILED
 from postkit.errors import ErrorCode, PostKitError
 
 __all__ = ["PostKitRoute", "body_limited_route"]
@@ -67,6 +68,50 @@ async def _with_limited_body(request: Request, limit: int) -> Request:
     return Request(request.scope, receive)
 
 
+def _error_response(exc: Exception, limit: int | None) -> Response | None:
+    """The response a client-caused error or an outage gets; ``None`` for a real bug."""
+    if isinstance(exc, _BodyTooLarge):
+        return JSONResponse(
+            {
+                "detail": f"The request body is larger than {limit} bytes",
+                "code": ErrorCode.BODY_TOO_LARGE.value,
+            },
+            status_code=413,
+        )
+    if isinstance(exc, ClientDisconnect):
+        # The client went away (or broke the framing) mid-body: no one is left to read an
+        # answer, and it is not a server error worth a traceback.
+        return Response(status_code=400)
+    if isinstance(exc, PostKitError):
+        return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+    if isinstance(exc, HTTPException):
+        # FastAPI and Starlette answer a body they cannot parse (JSON nested too deep, bytes
+        # that are not UTF-8, a broken multipart form) with a bare 400: give it the validation
+        # error every other malformed body gets.
+        if exc.status_code != 400 or (exc.__cause__ or exc.__context__) is None:
+            return None
+        return _AsciiJSONResponse(
+            {
+                "detail": [{"type": "body_unparsable", "loc": ["body"], "msg": str(exc.detail)}],
+                "code": ErrorCode.VALIDATION_ERROR.value,
+            },
+            status_code=422,
+        )
+    if isinstance(exc, RequestValidationError):
+        return _AsciiJSONResponse(
+            {"detail": jsonable_encoder(exc.errors()), "code": ErrorCode.VALIDATION_ERROR.value},
+            status_code=422,
+        )
+    if _database_unavailable(exc):
+        logger.warning("postkit: database unavailable: %s", exc.__class__.__name__)
+        return JSONResponse(
+            {"detail": _DB_UNAVAILABLE_DETAIL, "code": ErrorCode.DATABASE_UNAVAILABLE},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+    return None
+
+
 def _database_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, (PoolTimeoutError, DisconnectionError, ConnectionError)):
         return True
@@ -107,52 +152,14 @@ class PostKitRoute(APIRoute):
                 if limit is not None and request.method not in _BODYLESS_METHODS:
                     request = await _with_limited_body(request, limit)
                 return await handler(request)
-            except _BodyTooLarge:
-                return JSONResponse(
-                    {
-                        "detail": f"The request body is larger than {limit} bytes",
-                        "code": ErrorCode.BODY_TOO_LARGE.value,
-                    },
-                    status_code=413,
-                )
-            except ClientDisconnect:
-                # The client went away (or broke the framing) mid-body: no one is left to read
-                # an answer, and it is not a server error worth a traceback.
-                return Response(status_code=400)
-            except PostKitError as exc:
-                return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
-            except HTTPException as exc:
-                # FastAPI and Starlette answer a body they cannot parse (JSON nested too deep,
-                # bytes that are not UTF-8, a broken multipart form) with a bare 400: give it
-                # the validation error every other malformed body gets.
-                if exc.status_code != 400 or (exc.__cause__ or exc.__context__) is None:
-                    raise
-                return _AsciiJSONResponse(
-                    {
-                        "detail": [
-                            {"type": "body_unparsable", "loc": ["body"], "msg": str(exc.detail)}
-                        ],
-                        "code": ErrorCode.VALIDATION_ERROR.value,
-                    },
-                    status_code=422,
-                )
-            except RequestValidationError as exc:
-                return _AsciiJSONResponse(
-                    {
-                        "detail": jsonable_encoder(exc.errors()),
-                        "code": ErrorCode.VALIDATION_ERROR.value,
-                    },
-                    status_code=422,
-                )
             except Exception as exc:
-                if not _database_unavailable(exc):
+                response = _error_response(exc, limit)
+                if response is None:
                     raise
-                logger.warning("postkit: database unavailable: %s", exc.__class__.__name__)
-                return JSONResponse(
-                    {"detail": _DB_UNAVAILABLE_DETAIL, "code": ErrorCode.DATABASE_UNAVAILABLE},
-                    status_code=503,
-                    headers={"Retry-After": "5"},
-                )
+                # The request's session closes after this returns, outside the handler: tell it
+                # the request failed, so it rolls back instead of committing what was staged.
+                request.scope[REQUEST_FAILED] = True
+                return response
 
         return handle
 
