@@ -67,7 +67,7 @@ class UserDependencies:
     """Builds the authentication dependencies of one kit.
 
     ``current_user`` / ``optional_user`` give the :class:`~postkit.models.User`;
-    ``required_auth`` / ``current_auth`` give an :class:`Authenticated` (the user and the token's
+    ``current_auth`` / ``optional_auth`` give an :class:`Authenticated` (the user and the token's
     claims, for routes that act on the auth session itself, like logout).
     """
 
@@ -78,15 +78,15 @@ class UserDependencies:
         # auto_error=False: postkit raises its own 401 with its own body. The token URL is a
         # placeholder until bind_token_url() sees where the host mounted the login route.
         self.bearer = OAuth2PasswordBearer(tokenUrl="login", auto_error=False)
-        self.current_auth = self._build_auth()
-        self.required_auth = self._build_required_auth()
+        self.optional_auth = self._build_auth()
+        self.current_auth = self._build_required_auth()
         self.current_user = self._build_user(optional=False)
         self.optional_user = self._build_user(optional=True)
 
     def _build_auth(self) -> Callable[..., Awaitable[Authenticated | None]]:
         session_dep = Depends(self.kit.db.session, scope="function")
 
-        async def current_auth(
+        async def optional_auth(
             token: Annotated[str | None, Depends(self.bearer)],
             session: Annotated[AsyncSession, session_dep],
         ) -> Authenticated | None:
@@ -94,21 +94,21 @@ class UserDependencies:
                 return None
             return await self.authenticate(session, token)
 
-        return current_auth
+        return optional_auth
 
     def _build_required_auth(self) -> Callable[..., Awaitable[Authenticated]]:
-        async def required_auth(
-            auth: Annotated[Authenticated | None, Depends(self.current_auth)],
+        async def current_auth(
+            auth: Annotated[Authenticated | None, Depends(self.optional_auth)],
         ) -> Authenticated:
             if auth is None:
                 raise not_authenticated_error()
             return auth
 
-        return required_auth
+        return current_auth
 
     def _build_user(self, *, optional: bool) -> Callable[..., Awaitable[Any]]:
         async def resolve(
-            auth: Annotated[Authenticated | None, Depends(self.current_auth)],
+            auth: Annotated[Authenticated | None, Depends(self.optional_auth)],
         ) -> User | None:
             if auth is None:
                 if optional:

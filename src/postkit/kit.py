@@ -47,7 +47,11 @@ class PostKit:
         self.current_user = self._users.current_user
         """FastAPI dependency: the authenticated :class:`~postkit.models.User`, or 401."""
         self.optional_user = self._users.optional_user
-        """FastAPI dependency: the authenticated :class:`~postkit.models.User`, or ``None``."""
+        """FastAPI dependency: the authenticated :class:`~postkit.models.User`, or ``None`` when no
+        token is sent (an invalid token is still a 401)."""
+        self.current_auth = self._users.current_auth
+        """FastAPI dependency: an :class:`~postkit.dependencies.Authenticated` (the user and the
+        token's claims, such as its session id), or 401. For routes that act on the session."""
         self.router = self._build_router()
         """The :class:`~fastapi.APIRouter` to mount with ``app.include_router(kit.router)``."""
 

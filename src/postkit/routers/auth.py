@@ -64,7 +64,7 @@ def get_auth_router(kit: "PostKit") -> APIRouter:
     router = APIRouter(route_class=body_limited_route(kit.settings.max_body_bytes), tags=["auth"])
     Session = Annotated[AsyncSession, Depends(kit.session, scope="function")]
     # current_user's building block: the user together with the token's auth session id.
-    CurrentAuth = Annotated[Authenticated, Depends(kit._users.required_auth)]
+    CurrentAuth = Annotated[Authenticated, Depends(kit.current_auth)]
     settings = kit.settings
     throttle = auth_service.LoginThrottle(
         max_failures=settings.login_max_failures, window=settings.login_failure_window

@@ -32,7 +32,7 @@ def get_users_router(kit: "PostKit") -> APIRouter:
     Session = Annotated[AsyncSession, Depends(kit.session, scope="function")]
     CurrentUser = Annotated[User, Depends(kit.current_user)]
     OptionalUser = Annotated[User | None, Depends(kit.optional_user)]
-    CurrentAuth = Annotated[Authenticated, Depends(kit._users.required_auth)]
+    CurrentAuth = Annotated[Authenticated, Depends(kit.current_auth)]
     settings = kit.settings
     # The password minimum comes from settings, and so does the schema that documents it.
     Registration = user_create_model(settings.password_min_length)
