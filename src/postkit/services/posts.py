@@ -14,8 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
@@ -50,7 +49,6 @@ __all__ = [
     "post_not_found",
     "post_statement",
     "read_filters",
-    "rolled_back_on_error",
     "serialize_post",
     "update_post",
     "visibility_clause",
@@ -348,21 +346,6 @@ async def find_post(
 # --- Writes -------------------------------------------------------------------------------------
 
 
-@asynccontextmanager
-async def rolled_back_on_error(session: AsyncSession) -> AsyncIterator[None]:
-    """Roll the request's transaction back when a write fails, whatever the reason.
-
-    postkit's route class turns a :class:`PostKitError` into a response before the session
-    dependency closes, so the dependency cannot tell a refused write from a successful one: a
-    service that raises after changing the session must undo the change itself.
-    """
-    try:
-        yield
-    except BaseException:
-        await session.rollback()
-        raise
-
-
 async def _respond(hooks: HookRunner, post: Post, user: User) -> dict[str, Any]:
     item = serialize_post(post, username=post.owner.username)
     await _add_extra(hooks, [item], user, [post])
@@ -373,19 +356,18 @@ async def create_post(
     session: AsyncSession, *, data: dict[str, Any], user: User, hooks: HookRunner
 ) -> dict[str, Any]:
     """Create a post owned by ``user`` from ``data`` (title, content, published)."""
-    async with rolled_back_on_error(session):
-        await hooks.call("validate_post", data=data, user=user, existing=None)
-        post = Post(
-            title=data["title"],
-            content=data["content"],
-            published=data.get("published", True),
-            owner_id=user.id,
-        )
-        set_committed_value(post, "owner", user)
-        session.add(post)
-        await hooks.call("before_post_save", post=post, user=user)
-        await session.flush()
-        await session.commit()
+    await hooks.call("validate_post", data=data, user=user, existing=None)
+    post = Post(
+        title=data["title"],
+        content=data["content"],
+        published=data.get("published", True),
+        owner_id=user.id,
+    )
+    set_committed_value(post, "owner", user)
+    session.add(post)
+    await hooks.call("before_post_save", post=post, user=user)
+    await session.flush()
+    await session.commit()
     await hooks.notify("after_post_create", post=post, user=user)
     return await _respond(hooks, post, user)
 
@@ -412,19 +394,18 @@ async def update_post(
 ) -> dict[str, Any]:
     """Apply ``changes`` (all fields for PUT, the sent ones for PATCH) to a post ``user`` may
     modify."""
-    async with rolled_back_on_error(session):
-        post = await find_post(session, post_id=post_id, user=user, hooks=hooks)
-        await _check_may_modify(hooks, post, user, "update")
-        await hooks.call("validate_post", data=changes, user=user, existing=post)
-        for field, value in changes.items():
-            setattr(post, field, value)
-        await hooks.call("before_post_save", post=post, user=user)
-        try:
-            await session.flush()
-        except StaleDataError:
-            # The post was deleted by a concurrent request after it was read.
-            raise post_not_found() from None
-        await session.commit()
+    post = await find_post(session, post_id=post_id, user=user, hooks=hooks)
+    await _check_may_modify(hooks, post, user, "update")
+    await hooks.call("validate_post", data=changes, user=user, existing=post)
+    for field, value in changes.items():
+        setattr(post, field, value)
+    await hooks.call("before_post_save", post=post, user=user)
+    try:
+        await session.flush()
+    except StaleDataError:
+        # The post was deleted by a concurrent request after it was read.
+        raise post_not_found() from None
+    await session.commit()
     await hooks.notify("after_post_update", post=post, user=user, changes=changes)
     return await _respond(hooks, post, user)
 
@@ -433,12 +414,11 @@ async def delete_post(
     session: AsyncSession, *, post_id: int, user: User, hooks: HookRunner
 ) -> None:
     """Delete a post ``user`` may modify; its votes go with it (foreign-key cascade)."""
-    async with rolled_back_on_error(session):
-        post = await find_post(session, post_id=post_id, user=user, hooks=hooks)
-        await _check_may_modify(hooks, post, user, "delete")
-        deleted = await session.execute(delete(Post).where(Post.id == post.id))
-        if not getattr(deleted, "rowcount", 1):
-            # A concurrent request deleted it first.
-            raise post_not_found()
-        await session.commit()
+    post = await find_post(session, post_id=post_id, user=user, hooks=hooks)
+    await _check_may_modify(hooks, post, user, "delete")
+    deleted = await session.execute(delete(Post).where(Post.id == post.id))
+    if not getattr(deleted, "rowcount", 1):
+        # A concurrent request deleted it first.
+        raise post_not_found()
+    await session.commit()
     await hooks.notify("after_post_delete", post=post, user=user)

@@ -22,7 +22,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from postkit.errors import ErrorCode, PostKitError
 from postkit.models import Post, User, Vote
 from postkit.plugins import HookRunner
-from postkit.services.posts import find_post, post_not_found, rolled_back_on_error
+from postkit.services.posts import find_post, post_not_found
 
 __all__ = ["VoteOutcome", "cast_vote", "remove_vote", "withdraw_all_votes"]
 
@@ -77,28 +77,27 @@ async def cast_vote(
     :param strict: answer 409 ``ALREADY_VOTED`` when the vote exists (``POST /vote``); otherwise
         an existing vote is success with ``changed=False`` (``PUT /posts/{id}/vote``).
     """
-    async with rolled_back_on_error(session):
-        post = await find_post(session, post_id=post_id, user=user, hooks=hooks)
-        await hooks.call("validate_vote", post=post, user=user, direction=1)
-        weight = await _weight(hooks, post, user)
-        dialect = session.get_bind().dialect.name
-        values = {"user_id": user.id, "post_id": post.id, "weight": weight}
-        try:
-            inserted = (await session.execute(_insert_vote(dialect, values))).scalar_one_or_none()
-        except IntegrityError:
-            # The post was deleted between the lookup and the insert.
-            raise post_not_found() from None
-        if inserted is None:
-            if strict:
-                raise PostKitError(
-                    "You have already voted on this post",
-                    status_code=409,
-                    code=ErrorCode.ALREADY_VOTED,
-                )
-            await session.commit()  # nothing changed; end the transaction now
-            return VoteOutcome(post_id=post.id, changed=False, votes=post.vote_count)
-        count = await _move_count(session, post.id, inserted)
-        await session.commit()
+    post = await find_post(session, post_id=post_id, user=user, hooks=hooks)
+    await hooks.call("validate_vote", post=post, user=user, direction=1)
+    weight = await _weight(hooks, post, user)
+    dialect = session.get_bind().dialect.name
+    values = {"user_id": user.id, "post_id": post.id, "weight": weight}
+    try:
+        inserted = (await session.execute(_insert_vote(dialect, values))).scalar_one_or_none()
+    except IntegrityError:
+        # The post was deleted between the lookup and the insert.
+        raise post_not_found() from None
+    if inserted is None:
+        if strict:
+            raise PostKitError(
+                "You have already voted on this post",
+                status_code=409,
+                code=ErrorCode.ALREADY_VOTED,
+            )
+        await session.commit()  # nothing changed; end the transaction now
+        return VoteOutcome(post_id=post.id, changed=False, votes=post.vote_count)
+    count = await _move_count(session, post.id, inserted)
+    await session.commit()
     set_committed_value(post, "vote_count", count)
     await hooks.notify("after_vote", post=post, user=user, direction=1, previous=0)
     return VoteOutcome(post_id=post.id, changed=True, votes=count)
@@ -112,26 +111,25 @@ async def remove_vote(
     :param strict: answer 404 ``VOTE_NOT_FOUND`` when there is no vote (``POST /vote`` with
         ``dir`` 0); otherwise no vote is success with ``changed=False`` (``DELETE``).
     """
-    async with rolled_back_on_error(session):
-        post = await find_post(session, post_id=post_id, user=user, hooks=hooks)
-        await hooks.call("validate_vote", post=post, user=user, direction=0)
-        statement = (
-            delete(_votes)
-            .where(_votes.c.user_id == user.id, _votes.c.post_id == post.id)
-            .returning(_votes.c.weight)
-        )
-        weight = (await session.execute(statement)).scalar_one_or_none()
-        if weight is None:
-            if strict:
-                raise PostKitError(
-                    "You have not voted on this post",
-                    status_code=404,
-                    code=ErrorCode.VOTE_NOT_FOUND,
-                )
-            await session.commit()  # nothing changed; end the transaction now
-            return VoteOutcome(post_id=post.id, changed=False, votes=post.vote_count)
-        count = await _move_count(session, post.id, -weight)
-        await session.commit()
+    post = await find_post(session, post_id=post_id, user=user, hooks=hooks)
+    await hooks.call("validate_vote", post=post, user=user, direction=0)
+    statement = (
+        delete(_votes)
+        .where(_votes.c.user_id == user.id, _votes.c.post_id == post.id)
+        .returning(_votes.c.weight)
+    )
+    weight = (await session.execute(statement)).scalar_one_or_none()
+    if weight is None:
+        if strict:
+            raise PostKitError(
+                "You have not voted on this post",
+                status_code=404,
+                code=ErrorCode.VOTE_NOT_FOUND,
+            )
+        await session.commit()  # nothing changed; end the transaction now
+        return VoteOutcome(post_id=post.id, changed=False, votes=post.vote_count)
+    count = await _move_count(session, post.id, -weight)
+    await session.commit()
     set_committed_value(post, "vote_count", count)
     await hooks.notify("after_vote", post=post, user=user, direction=0, previous=1)
     return VoteOutcome(post_id=post.id, changed=True, votes=count)
