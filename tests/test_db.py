@@ -2,6 +2,8 @@
 
 # No `from __future__ import annotations`: FastAPI must resolve the local Annotated aliases.
 
+import asyncio
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -16,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from postkit import PostKit, User, Vote
+from postkit import PostKit, PostKitSettings, User, Vote
 from postkit.db import Database
 from postkit.errors import PostKitError
 from postkit.routing import PostKitRoute
@@ -256,3 +258,37 @@ def test_importing_postkit_creates_nothing(tmp_path):
     assert result.stdout.strip() == "clean"
     assert result.stderr == ""
     assert not list(tmp_path.glob("*.db"))  # no SQLite file appeared either
+
+
+async def test_a_timeout_in_the_url_wins_over_the_setting():
+    """``?connect_timeout=`` in the URL is honoured (as a number), not overridden by the setting."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()  # accepts connections and never answers: a connect can only time out
+    port = silent.getsockname()[1]
+    try:
+        kit = PostKit(
+            PostKitSettings(
+                _env_file=None,
+                database_url=f"postgres://u@127.0.0.1:{port}/app?connect_timeout=0.5",
+                database_connect_timeout=60,
+                secret_key="k" * 40,
+                discover_plugins=False,
+            )
+        )
+        # With the setting's 60 s the connect would outlast this bound; with the URL's 0.5 s the
+        # driver gives up on its own, well before it.
+        attempt = asyncio.ensure_future(_connect(kit))
+        done, _ = await asyncio.wait({attempt}, timeout=20)
+        if not done:
+            attempt.cancel()
+        assert attempt in done, "the URL's connect_timeout was not applied"
+        assert isinstance(attempt.exception(), (TimeoutError, OSError))
+        await kit.db.dispose()
+    finally:
+        silent.close()
+
+
+async def _connect(kit: PostKit) -> None:
+    async with kit.db.engine.connect():
+        pass

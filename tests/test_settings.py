@@ -139,6 +139,13 @@ def test_out_of_range_values_name_the_setting(name, value):
 # --- URL normalisation ----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("query", ["connect_timeout=soon", "timeout=-1", "command_timeout=0"])
+def test_url_timeouts_must_be_positive_numbers(query):
+    rejected(
+        ("database_url", "positive number of seconds"), database_url=f"postgres://u@db/app?{query}"
+    )
+
+
 @pytest.mark.parametrize(
     ("given", "expected"),
     [

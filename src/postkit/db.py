@@ -108,7 +108,17 @@ def _asyncpg_query(parsed: URL) -> dict[str, str | tuple[str, ...]]:
             f"has the query parameter(s) {', '.join(unknown)}, which the asyncpg driver does not "
             f"accept; accepted: {', '.join(sorted(_ASYNCPG_QUERY_NAMES | set(_LIBPQ_TO_ASYNCPG)))}"
         )
+    for name in ("timeout", "command_timeout"):
+        if name in query and not _is_positive_number(query[name]):
+            raise ValueError(f"has {name}={query[name]!r}; it must be a positive number of seconds")
     return query
+
+
+def _is_positive_number(value: object) -> bool:
+    try:
+        return float(str(value)) > 0
+    except ValueError:
+        return False
 
 
 def is_sqlite(url: str | URL) -> bool:
@@ -141,17 +151,24 @@ def create_engine_for(
         engine = create_async_engine(parsed, **kwargs)
         event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
         return engine
+    connect_args: dict[str, Any] = {
+        "timeout": connect_timeout,
+        "command_timeout": command_timeout,
+        "statement_cache_size": statement_cache_size,
+        "server_settings": {"application_name": "postkit"},
+    }
+    # A timeout written in the URL (``?connect_timeout=10`` arrives as ``timeout``) wins over the
+    # settings' default; asyncpg wants it as a number, and SQLAlchemy passes URL values as text.
+    for key in ("timeout", "command_timeout"):
+        if key in parsed.query:
+            connect_args[key] = float(str(parsed.query[key]))
+            parsed = parsed.difference_update_query([key])
     kwargs.update(
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_timeout=pool_timeout,
         pool_pre_ping=True,
-        connect_args={
-            "timeout": connect_timeout,
-            "command_timeout": command_timeout,
-            "statement_cache_size": statement_cache_size,
-            "server_settings": {"application_name": "postkit"},
-        },
+        connect_args=connect_args,
     )
     if statement_cache_size == 0:
         # Behind PgBouncer (transaction mode) SQLAlchemy's own statement cache must go too.
