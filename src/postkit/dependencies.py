@@ -2,12 +2,13 @@
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.openapi.models import OAuth2 as OAuth2Model
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.routing import NoMatchFound
 
@@ -28,6 +29,19 @@ __all__ = [
 ]
 
 BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def _token_owner_statement() -> "Select[User, datetime | None]":
+    """The user and their auth session's revocation time, for a token's ``sub`` and ``sid``.
+
+    Built once per :class:`UserDependencies` with bound parameters: constructing the statement
+    on every request was about a tenth of a request's CPU time (benchmark profile).
+    """
+    return (
+        select(User, AuthSession.revoked_at)
+        .join(AuthSession, AuthSession.user_id == User.id)
+        .where(User.id == bindparam("user_id"), AuthSession.id == bindparam("session_id"))
+    )
 
 
 class AuthenticationError(PostKitError, HTTPException):  # type: ignore[misc]
@@ -75,6 +89,7 @@ class UserDependencies:
 
     def __init__(self, kit: "PostKit") -> None:
         self.kit = kit
+        self._token_owner = _token_owner_statement()
         # auto_error=False: postkit raises its own 401 with its own body. The token URL is a
         # placeholder until bind_token_url() sees where the host mounted the login route.
         self.bearer = OAuth2PasswordBearer(tokenUrl="login", auto_error=False)
@@ -133,9 +148,8 @@ class UserDependencies:
             raise invalid_token_error() from None
         row = (
             await session.execute(
-                select(User, AuthSession.revoked_at)
-                .join(AuthSession, AuthSession.user_id == User.id)
-                .where(User.id == claims.user_id, AuthSession.id == claims.session_id)
+                self._token_owner,
+                {"user_id": claims.user_id, "session_id": claims.session_id},
             )
         ).first()
         if row is None:
