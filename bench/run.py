@@ -603,6 +603,17 @@ async def _explain(database_url: str, secret: str, bcrypt_rounds: int) -> list[d
                     ).scalar_one()
                     root = (plan if isinstance(plan, list) else json.loads(plan))[0]
                     nodes = list(_plan_nodes(root["Plan"]))
+                    scanned = {n["Relation Name"] for n in nodes if n["Node Type"] == "Seq Scan"}
+                    sizes = {
+                        name: int(
+                            (
+                                await connection.exec_driver_sql(
+                                    "SELECT reltuples FROM pg_class WHERE relname = $1", (name,)
+                                )
+                            ).scalar_one()
+                        )
+                        for name in scanned
+                    }
                     out.append(
                         {
                             "request": name,
@@ -610,7 +621,7 @@ async def _explain(database_url: str, secret: str, bcrypt_rounds: int) -> list[d
                                 {n["Relation Name"] for n in nodes if "Relation Name" in n}
                             ),
                             "seq_scans": sorted(
-                                {n["Relation Name"] for n in nodes if n["Node Type"] == "Seq Scan"}
+                                f"{name} (~{sizes[name]:,} rows)" for name in scanned
                             ),
                             "nodes": sorted(
                                 {
@@ -898,7 +909,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         env = server_environment(database_url, secret, options.bcrypt_rounds)
         print(
-            f"bench: postkit app = {' '.join(specs['postkit'].args[4:])} "
+            f"bench: postkit app = {' '.join(specs['postkit'].args[8:])} "
             f"(cwd {specs['postkit'].cwd})"
         )
         print(f"bench: feed at {scale.votes_low:,} votes", flush=True)

@@ -166,6 +166,17 @@ async def _seed_rows(url: str, scale: Scale, password_hash: str) -> None:
                 scale.users,
                 scale.posts,
             )
+            # Every seeded user has logged in once: the auth query runs against a sessions
+            # table of realistic size (its plan on a near-empty table would be a seq scan).
+            await connection.execute(
+                """
+                INSERT INTO postkit_auth_sessions (id, user_id, created_at)
+                SELECT 'seed-session-' || i, i, $1::timestamptz + i * interval '1 second'
+                FROM generate_series(1, $2::int) AS i
+                """,
+                BASE_TIME,
+                scale.users,
+            )
             for table in ("postkit_users", "postkit_posts"):
                 await connection.execute(
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "

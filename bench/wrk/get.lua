@@ -15,7 +15,7 @@ function request()
    local p = path
    if string.find(p, "{n}", 1, true) then
       local n = first + (counter * 7919) % (last - first + 1)
-      if n % 50 == 0 then n = n + 1 end  -- every 50th post is someone's draft (404)
+      if n % 50 == 0 then n = n - 1 end  -- every 50th post is someone's draft (404)
       p = string.gsub(p, "{n}", tostring(n))
       counter = counter + 1
    end

@@ -15,7 +15,7 @@ end
 function request()
    local pair = math.floor(counter / 2)
    local n = first + (pair * 7919) % (last - first + 1)
-   if n % 50 == 0 then n = n + 1 end  -- every 50th post is someone's draft (404)
+   if n % 50 == 0 then n = n - 1 end  -- every 50th post is someone's draft (404)
    local method = (counter % 2 == 0) and "PUT" or "DELETE"
    counter = counter + 1
    return wrk.format(method, "/posts/" .. n .. "/vote")
