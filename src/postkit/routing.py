@@ -6,6 +6,7 @@ themselves and travels with them through ``include_router``, whatever prefix the
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable, Coroutine
@@ -113,12 +114,16 @@ def _error_response(exc: Exception, limit: int | None) -> Response | None:
 
 
 def _database_unavailable(exc: BaseException) -> bool:
+    # asyncio.TimeoutError: a query over database_command_timeout (a database that stopped
+    # answering). On Python 3.11+ it is the builtin TimeoutError, an OSError; not on 3.10.
     if isinstance(exc, (PoolTimeoutError, DisconnectionError, ConnectionError)):
+        return True
+    if isinstance(exc, asyncio.TimeoutError):
         return True
     if isinstance(exc, DBAPIError):
         return (
             exc.connection_invalidated
-            or isinstance(exc.orig, (OSError, ConnectionError))
+            or isinstance(exc.orig, (OSError, ConnectionError, asyncio.TimeoutError))
             or (
                 type(exc.orig).__name__
                 in {
