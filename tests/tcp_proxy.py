@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections.abc import Callable
 from typing import Literal
 
 __all__ = ["TcpProxy"]
@@ -57,6 +58,9 @@ class TcpProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
         self._links: set[_Link] = set()
+        self._cut_pattern = b""
+        self._cuts_left = 0
+        self._cuts_done = 0
 
     # --- control (from any thread) ---------------------------------------------------------------
 
@@ -76,6 +80,15 @@ class TcpProxy:
     def blackhole(self) -> None:
         """Partition: open connections stop moving bytes, new ones are accepted and then hang."""
         self._call(self._set_mode("blackhole"))
+
+    def cut_on(self, pattern: bytes, times: int = 1) -> None:
+        """Reset the next ``times`` links whose client sends ``pattern`` (e.g. ``b"COMMIT"``),
+        before the bytes reach the database: a failure at one precise step of a request."""
+        self._cut_pattern, self._cuts_left = pattern, times
+
+    @property
+    def cuts_done(self) -> int:
+        return self._cuts_done
 
     def stop(self) -> None:
         if not self._thread.is_alive():
@@ -152,19 +165,34 @@ class TcpProxy:
                 return
             link.upstream = up_writer
             await asyncio.gather(
-                self._pipe(reader, up_writer, link), self._pipe(up_reader, writer, link)
+                self._pipe(reader, up_writer, link, self._should_cut),
+                self._pipe(up_reader, writer, link, None),
             )
         finally:
             self._links.discard(link)
             link.abort()
 
+    def _should_cut(self, data: bytes) -> bool:
+        if self._cuts_left > 0 and self._cut_pattern and self._cut_pattern in data:
+            self._cuts_left -= 1
+            self._cuts_done += 1
+            return True
+        return False
+
     @staticmethod
-    async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter, link: _Link) -> None:
+    async def _pipe(
+        source: asyncio.StreamReader,
+        sink: asyncio.StreamWriter,
+        link: _Link,
+        cut: Callable[[bytes], bool] | None,
+    ) -> None:
         try:
             while True:
                 data = await source.read(_CHUNK)
                 if not data:
                     break
+                if cut is not None and cut(data):
+                    break  # the finally below resets both sides
                 await link.thawed.wait()  # a partition holds the bytes back
                 sink.write(data)
                 await sink.drain()

@@ -186,3 +186,87 @@ def test_outage_answers_503_then_recovers_without_losing_writes(
     missing = {pid: title for pid, title in acknowledged.items() if stored.get(pid) != title}
     assert not missing, missing
     assert "Traceback" not in log, log[-6000:]
+
+
+# A connection reset at one precise step of a request: (what the client sends when the link
+# drops, the request). Every one must answer 2xx or 503, never 500, and the next request works.
+STEPS = [
+    (b"BEGIN", "GET", "/posts"),
+    (b"FROM postkit_users", "GET", "/users/me"),
+    (b"COMMIT", "GET", "/users/me"),
+    (b"FROM postkit_posts", "GET", "/posts"),
+    (b"INSERT INTO postkit_posts", "POST", "/posts"),
+    (b"COMMIT", "POST", "/posts"),
+    (b"UPDATE postkit_posts", "PUT", "/posts/{post}/vote"),
+    (b"COMMIT", "PUT", "/posts/{post}/vote"),
+]
+
+
+def test_a_link_lost_at_any_step_of_a_request_is_a_503(
+    proxied_database: tuple[str, str, TcpProxy], tmp_path: Path
+) -> None:
+    _direct, through, proxy = proxied_database
+    port = free_port()
+    env = server_env(
+        through,
+        database_connect_timeout=CONNECT_TIMEOUT,
+        database_pool_timeout=POOL_TIMEOUT,
+        database_command_timeout=COMMAND_TIMEOUT,
+        database_pool_size=2,
+        database_max_overflow=0,
+        # Without the statement cache every query travels as text, so the proxy can spot it.
+        database_statement_cache_size=0,
+    )
+
+    async def scenario(url: str) -> list[str]:
+        problems = []
+        async with httpx.AsyncClient(base_url=url, timeout=PROMPT + 20) as http:
+            owner, voter = await register(http), await register(http)
+            created = await http.post(
+                "/posts", json={"title": "t", "content": "c"}, headers=owner.headers
+            )
+            assert created.status_code == 201, created.text
+            post = created.json()["id"]
+            for pattern, method, path in STEPS:
+                before = proxy.cuts_done
+                proxy.cut_on(pattern)
+                kwargs: dict[str, object] = {"headers": voter.headers}
+                if method == "POST":
+                    kwargs["json"] = {"title": "cut", "content": "c"}
+                started = time.monotonic()
+                try:
+                    response = await http.request(
+                        method,
+                        path.replace("{post}", str(post)),
+                        **kwargs,  # type: ignore[arg-type]
+                    )
+                except httpx.TransportError as exc:
+                    problems.append(f"{method} {path} cut at {pattern.decode()}: {exc!r}")
+                    proxy.cut_on(b"", 0)
+                    continue
+                seconds = time.monotonic() - started
+                proxy.cut_on(b"", 0)
+                step = f"{method} {path} cut at {pattern.decode()}"
+                if proxy.cuts_done == before:
+                    problems.append(f"{step}: the link was never cut (pattern not seen)")
+                if response.status_code >= 500 and (
+                    response.status_code != 503
+                    or response.json().get("code") != "DATABASE_UNAVAILABLE"
+                ):
+                    problems.append(f"{step}: {response.status_code} {response.text[:200]}")
+                if seconds > PROMPT:
+                    problems.append(f"{step}: answered after {seconds:.1f} s")
+                try:
+                    again = await http.get("/users/me", headers=voter.headers)
+                except httpx.TransportError as exc:
+                    problems.append(f"{step}: the next request failed: {exc!r}")
+                    continue
+                if again.status_code != 200:
+                    problems.append(f"{step}: the next request got {again.status_code}")
+        return problems
+
+    with serve(uvicorn_command(port), env=env, log_dir=tmp_path, port=port) as server:
+        problems = asyncio.run(scenario(server.url))
+        log = server.log
+    assert not problems, "\n".join(problems) + "\n" + log[-6000:]
+    assert "Traceback" not in log, log[-6000:]

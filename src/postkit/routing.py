@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Coroutine
+from contextlib import AsyncExitStack
 from typing import Any
 
 from fastapi import Request, Response
@@ -30,6 +31,8 @@ __all__ = ["PostKitRoute", "body_limited_route"]
 
 logger = logging.getLogger("postkit")
 
+# Where FastAPI keeps the exit stack of dependencies declared with scope="function".
+_FUNCTION_STACK = "fastapi_function_astack"
 _DB_UNAVAILABLE_DETAIL = "The database is unavailable; try again shortly."
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -154,9 +157,14 @@ class PostKitRoute(APIRoute):
 
         async def handle(request: Request) -> Response:
             try:
-                if limit is not None and request.method not in _BODYLESS_METHODS:
-                    request = await _with_limited_body(request, limit)
-                return await handler(request)
+                # Dependencies with scope="function" (the request's session) close on this
+                # stack, inside the try: a commit that fails because the database went away
+                # while the route ran is a 503 too, not a 500 from outside the route.
+                async with AsyncExitStack() as function_stack:
+                    request.scope[_FUNCTION_STACK] = function_stack
+                    if limit is not None and request.method not in _BODYLESS_METHODS:
+                        request = await _with_limited_body(request, limit)
+                    return await handler(request)
             except Exception as exc:
                 response = _error_response(exc, limit)
                 if response is None:
