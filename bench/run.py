@@ -174,6 +174,22 @@ class Server:
                 return int(line.split()[1]) / 1024
         return float("nan")
 
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+    def wait_idle(self, timeout: float = 60.0) -> None:
+        """Wait until the server has worked off what the last load left queued (logins)."""
+        deadline = time.monotonic() + timeout
+        previous = self.cpu_seconds()
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            current = self.cpu_seconds()
+            if current - previous < 0.05:
+                return
+            previous = current
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -324,6 +340,7 @@ class Wrk:
             self.command(url, side), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         try:
+            time.sleep(1.0)  # let the side load get going first
             main_result = self.run(url, main)
             out, err = first.communicate(timeout=side.duration + 60)
         finally:
@@ -485,6 +502,7 @@ def measure_server(
                 f"errors {result.socket_errors}",
                 flush=True,
             )
+            server.wait_idle()
             if endpoint == "vote":
                 asyncio.run(_clear_bench_votes(database_url))
         # Single-post p99 without, then with, a login storm running beside it.
@@ -495,8 +513,9 @@ def measure_server(
             [BENCH_PASSWORD, str(options.scale.users)],
             options.storm_connections,
             1,
-            options.duration,
+            options.duration + 2,  # covers the whole single-post run
         )
+        server.wait_idle()
         stormy, logins = wrk.run_pair(server.url, post, storm)
         results.quiet_post.setdefault(name, []).append(quiet)
         results.storm_post.setdefault(name, []).append(stormy)
@@ -766,14 +785,16 @@ def render(results: Results, options: Options, database_url: str, command: str) 
             f"| {label} | {median([r.p99_ms for r in source.get('postkit', [])]):.1f} | "
             f"{median([r.p99_ms for r in source.get('baseline', [])]):.1f} |"
         )
-    ratios = {}
+    ratios, added = {}, {}
     for name in ("postkit", "baseline"):
         quiet = median([r.p99_ms for r in results.quiet_post.get(name, [])])
         stormy = median([r.p99_ms for r in results.storm_post.get(name, [])])
         ratios[name] = stormy / quiet if quiet else float("nan")
+        added[name] = stormy - quiet
     add(
         f"| storm ratio (p99 during / alone) | {ratios['postkit']:.2f} | {ratios['baseline']:.2f} |"
     )
+    add(f"| p99 added by the storm (ms) | {added['postkit']:.1f} | {added['baseline']:.1f} |")
     add(
         f"| logins/s during the storm ({options.storm_connections} connections) | "
         f"{median([r.rps for r in results.storm_login.get('postkit', [])]):.1f} | "
