@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Depends, FastAPI
 from fastapi.openapi.models import OAuth2 as OAuth2Model
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import Select, bindparam, select
@@ -44,18 +44,15 @@ def _token_owner_statement() -> "Select[User, datetime | None]":
     )
 
 
-class AuthenticationError(PostKitError, HTTPException):  # type: ignore[misc]
-    """The 401 of the authentication dependencies.
+class AuthenticationError(PostKitError):
+    """The 401 of the authentication dependencies, with its ``WWW-Authenticate`` challenge.
 
-    On postkit's routes it is answered like every :class:`~postkit.errors.PostKitError`
-    (``{"detail", "code"}``). It is also an :class:`~fastapi.HTTPException`, so on a host's own
-    routes FastAPI's default handler answers it with the same status and ``WWW-Authenticate``
-    header (and ``{"detail"}``) instead of a 500, with no handler to install.
+    Like every :class:`~postkit.errors.PostKitError` it is an HTTP exception, so a host's own
+    routes answer it with 401 too, not a 500.
     """
 
     def __init__(self, detail: str, *, code: ErrorCode) -> None:
-        PostKitError.__init__(self, detail, status_code=401, code=code, headers=BEARER_CHALLENGE)
-        HTTPException.__init__(self, status_code=401, detail=detail, headers=BEARER_CHALLENGE)
+        super().__init__(detail, status_code=401, code=code, headers=BEARER_CHALLENGE)
 
 
 def not_authenticated_error() -> AuthenticationError:

@@ -10,6 +10,7 @@ from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException
 
 __all__ = [
     "ErrorBody",
@@ -62,8 +63,14 @@ class ValidationErrorBody(BaseModel):
     code: str
 
 
-class PostKitError(Exception):
-    """An error a client caused, answered with ``status_code`` and an :class:`ErrorBody`."""
+class PostKitError(HTTPException):
+    """An error a client caused, answered with ``status_code`` and an :class:`ErrorBody`.
+
+    On postkit's routes the body is ``{"detail", "code"}``. It is also a Starlette
+    :class:`~starlette.exceptions.HTTPException`, so raised on a host's own route (by
+    ``kit.current_user`` or ``kit.find_post``, say) FastAPI's default handler answers it with the
+    same status and headers, and ``{"detail"}``, instead of a 500, with no handler to install.
+    """
 
     status_code: int = 400
     code: str = ErrorCode.VALIDATION_ERROR.value
@@ -76,13 +83,15 @@ class PostKitError(Exception):
         code: str | ErrorCode | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        if status_code is not None:
-            self.status_code = status_code
+        super().__init__(
+            status_code=status_code if status_code is not None else type(self).status_code,
+            detail=detail,
+            headers=dict(headers or {}),
+        )
+        self.detail: str = detail
+        self.headers: dict[str, str] = dict(headers or {})
         if code is not None:
             self.code = code.value if isinstance(code, ErrorCode) else code
-        self.headers = dict(headers or {})
 
     def body(self) -> dict[str, Any]:
         return {"detail": self.detail, "code": self.code}

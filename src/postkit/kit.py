@@ -7,9 +7,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from postkit.db import Database
 from postkit.dependencies import UserDependencies
+from postkit.models import Post, User
 from postkit.plugins import HookRunner, build_plugin_manager
 from postkit.security import PasswordHasher, TokenCodec
 from postkit.settings import PostKitSettings
@@ -67,6 +69,23 @@ class PostKit:
         router.include_router(get_posts_router(self))
         router.include_router(get_votes_router(self))
         return router
+
+    async def find_post(self, session: AsyncSession, *, post_id: int, user: User | None) -> Post:
+        """The post ``user`` may see, for a host route that acts on posts (bookmarks, reports).
+
+        The same rules as postkit's own routes: drafts only for their owner, and every plugin's
+        ``post_query_filters``. Raises a :class:`~postkit.PostKitError` answered as 404
+        ``POST_NOT_FOUND`` otherwise, so the host route needs no check of its own::
+
+            post = await kit.find_post(session, post_id=post_id, user=user)
+
+        :param session: the request's session (``Depends(kit.session, scope="function")``).
+        :param post_id: the post asked for.
+        :param user: the reader, or ``None`` for an anonymous reader.
+        """
+        from postkit.services.posts import find_post
+
+        return await find_post(session, post_id=post_id, user=user, hooks=self.hooks)
 
     @asynccontextmanager
     async def lifespan(self, app: FastAPI | Any = None) -> AsyncIterator[None]:

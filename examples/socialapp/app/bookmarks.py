@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Bookmark
-from postkit import Post, PostKit, PostKitError, User
+from postkit import PostKit, PostKitError, User
 from postkit.errors import ErrorCode, error_responses
 from postkit.routing import PostKitRoute
 
@@ -42,13 +42,6 @@ def get_bookmarks_router(kit: PostKit) -> APIRouter:
     CurrentUser = Annotated[User, Depends(kit.current_user)]
     PostId = Annotated[int, Path(ge=1, description="The bookmarked post's id.")]
 
-    async def visible_post(session: AsyncSession, post_id: int, user: User) -> Post:
-        # Drafts are visible to their owner only, as in postkit's own routes.
-        post = await session.get(Post, post_id)
-        if post is None or (not post.published and post.owner_id != user.id):
-            raise _post_not_found()
-        return post
-
     @router.get("", response_model=list[BookmarkOut], responses=error_responses(401))
     async def list_bookmarks(session: Session, user: CurrentUser) -> list[BookmarkOut]:
         """The caller's bookmarks, newest first."""
@@ -72,7 +65,8 @@ def get_bookmarks_router(kit: PostKit) -> APIRouter:
         post_id: PostId, session: Session, user: CurrentUser, response: Response
     ) -> BookmarkOut:
         """Bookmark a post: 201 when new, 200 when it was already bookmarked (safe to retry)."""
-        await visible_post(session, post_id, user)
+        # The post as this user may see it: drafts and plugins' read filters apply (else 404).
+        await kit.find_post(session, post_id=post_id, user=user)
         existing = await session.get(Bookmark, (user.id, post_id))
         if existing is not None:
             return _out(existing)
