@@ -270,3 +270,40 @@ def test_a_link_lost_at_any_step_of_a_request_is_a_503(
         log = server.log
     assert not problems, "\n".join(problems) + "\n" + log[-6000:]
     assert "Traceback" not in log, log[-6000:]
+
+
+def test_pooled_connections_that_died_while_idle_are_replaced_before_use(
+    proxied_database: tuple[str, str, TcpProxy], tmp_path: Path
+) -> None:
+    """A database restart during a quiet spell costs no request an error: connections idle in
+    the pool for a while are checked before use, and dead ones replaced."""
+    from postkit.db import IDLE_PING_SECONDS
+
+    _direct, through, proxy = proxied_database
+    port = free_port()
+    env = server_env(through, database_pool_size=2, database_max_overflow=0)
+
+    async def scenario(url: str) -> list[int]:
+        async with httpx.AsyncClient(base_url=url, timeout=PROMPT + 20) as http:
+            account = await register(http)
+            statuses = []
+            for _ in range(2):
+                # Warm pooled connections, then kill them behind the server's back.
+                await asyncio.gather(
+                    *(http.get("/users/me", headers=account.headers) for _ in range(4))
+                )
+                proxy.refuse()
+                proxy.forward()
+                await asyncio.sleep(IDLE_PING_SECONDS + 0.5)
+                statuses += [
+                    r.status_code
+                    for r in await asyncio.gather(
+                        *(http.get("/users/me", headers=account.headers) for _ in range(4))
+                    )
+                ]
+            return statuses
+
+    with serve(uvicorn_command(port), env=env, log_dir=tmp_path, port=port) as server:
+        statuses = asyncio.run(scenario(server.url))
+        log = server.log
+    assert statuses == [200] * 8, (statuses, log[-4000:])
