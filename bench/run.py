@@ -381,6 +381,8 @@ class Results:
     quiet_post: dict[str, list[WrkResult]] = field(default_factory=dict)
     peak_rss_mib: dict[str, float] = field(default_factory=dict)
     explain: list[dict[str, Any]] = field(default_factory=list)
+    shape_problems: list[str] = field(default_factory=list)
+    wrong_vote_counts: int = 0
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
     started: str = ""
@@ -764,6 +766,21 @@ def render(results: Results, options: Options, database_url: str, command: str) 
         f"baseline {errors.get('baseline', 0)}."
     )
     add("")
+    if results.shape_problems:
+        add("**The two servers answered differently** (so the comparison is not like for like): ")
+        add("; ".join(results.shape_problems))
+    else:
+        add(
+            "Both servers gave identical status codes and JSON bodies to the compared requests "
+            "(feed page, search page, single post), checked before measuring."
+        )
+    add("")
+    add(
+        "Every post's `vote_count` equalled the sum of its votes after the runs."
+        if not results.wrong_vote_counts
+        else f"**{results.wrong_vote_counts} posts had a wrong `vote_count` after the runs.**"
+    )
+    add("")
     add("| check | postkit | baseline |")
     add("|---|---:|---:|")
     low = options.scale.votes_low
@@ -949,6 +966,7 @@ def main(argv: list[str] | None = None) -> int:
             problems = compare_shapes(
                 {"postkit": pk, "baseline": bl}, {"postkit": login(pk), "baseline": login(bl)}
             )
+        results.shape_problems = problems
         for problem in problems:
             print(f"bench: WARNING the baseline answers differently: {problem}", flush=True)
         for round_number in range(1, options.rounds + 1):
@@ -959,6 +977,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, spec in order:
                 measure_server(name, spec, env, options, wrk, results, tmp, database_url)
         wrong = asyncio.run(_check_vote_counts(database_url))
+        results.wrong_vote_counts = wrong
         if wrong:
             print(f"bench: WARNING {wrong} posts have a vote_count different from their votes")
         results.seconds = time.monotonic() - began
