@@ -312,7 +312,7 @@ class Wrk:
             "wrk",
             f"-t{load.threads}",
             f"-c{load.connections}",
-            f"-d{load.duration:g}s",
+            f"-d{max(1, round(load.duration))}s",  # wrk takes whole seconds
             "--timeout",
             "30s",
             "-s",
