@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from sqlalchemy import Select, delete, literal, select, true, tuple_
+from sqlalchemy import Select, bindparam, delete, literal, select, true, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import contains_eager
 from sqlalchemy.orm.attributes import set_committed_value
@@ -196,6 +197,22 @@ def post_statement(post_id: int, *, filters: Sequence[ColumnElement[bool]]) -> F
     return statement
 
 
+@functools.cache
+def _post_by_id() -> FeedSelect:
+    """:func:`post_statement` with the visibility rule, for bound ``post_id`` and ``reader_id``
+    (``None`` for an anonymous reader: ``owner_id = NULL`` is never true, so drafts stay hidden).
+    """
+    statement: FeedSelect = (
+        select(*_FEED_COLUMNS)
+        .join(User, User.id == Post.owner_id)
+        .where(
+            Post.id == bindparam("post_id"),
+            (Post.published == true()) | (Post.owner_id == bindparam("reader_id")),
+        )
+    )
+    return statement
+
+
 # --- Serialisation ------------------------------------------------------------------------------
 
 
@@ -316,8 +333,19 @@ async def get_post(
     """One post ``user`` may see, or 404."""
     if not 1 <= post_id <= MAX_ID:
         raise post_not_found()
-    statement = post_statement(post_id, filters=await read_filters(hooks, user))
-    row = (await session.execute(statement)).first()
+    # The statement is built once (see _post_by_id) and only plugin filters are added to it:
+    # building it per request was about a tenth of the single-post route's CPU time.
+    statement = _post_by_id()
+    plugin_filters = [
+        f for answer in await hooks.call("post_query_filters", user=user) for f in answer
+    ]
+    if plugin_filters:
+        statement = statement.where(*plugin_filters)
+    row = (
+        await session.execute(
+            statement, {"post_id": post_id, "reader_id": user.id if user is not None else None}
+        )
+    ).first()
     if row is None:
         raise post_not_found()
     items = [_row_dict(row)]
