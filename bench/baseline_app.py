@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import gc
 import hashlib
 import os
 import secrets
@@ -471,9 +472,13 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     state.pool = await asyncpg.create_pool(
         config.dsn, min_size=config.pool_size, max_size=config.pool_size + config.max_overflow
     )
+    # The same garbage-collector tuning as the reference app, so both are served alike.
+    gc.collect()
+    gc.freeze()
     try:
         yield
     finally:
+        gc.unfreeze()
         await state.pool.close()
 
 
