@@ -143,6 +143,25 @@ async def test_login_upgrades_a_legacy_bcrypt_hash(client, new_user):
     assert (await login(client, user.email, user.password)).status_code == 200
 
 
+async def test_a_legacy_bcrypt_user_with_a_long_password_logs_in_and_is_upgraded(client, new_user):
+    # Older bcrypt releases hashed only the first 72 bytes of a longer password; bcrypt 5 refuses
+    # such input outright. The user must still get in, and then need the whole password.
+    password = "é" * 50 + "tail"  # 104 bytes in UTF-8: the cut falls inside a character
+    user = await new_user(client, password=password)
+    legacy = plain_bcrypt.using(rounds=4).hash(password.encode()[:72])
+    async with client.kit.db.sessionmaker() as session:
+        await session.execute(update(User).where(User.id == user.id).values(password_hash=legacy))
+        await session.commit()
+    assert (await login(client, user.email, password)).status_code == 200
+    async with client.kit.db.sessionmaker() as session:
+        stored = await session.scalar(select(User.password_hash).where(User.id == user.id))
+    assert stored is not None
+    assert stored.startswith("$bcrypt-sha256$")
+    # The upgraded hash covers every byte: what the legacy hash could not tell apart now fails.
+    assert (await login(client, user.email, password[:-1] + "X")).status_code == 401
+    assert (await login(client, user.email, password)).status_code == 200
+
+
 async def test_login_upgrades_an_outdated_cost_factor(make_client, new_user):
     cheap = await make_client(bcrypt_rounds=4)
     user = await new_user(cheap)

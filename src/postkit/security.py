@@ -47,6 +47,10 @@ _MAX_TOKEN_CHARS = 8192
 _HASHING_THREADS: RunVar[anyio.CapacityLimiter] = RunVar("postkit_hashing_threads")
 
 
+BCRYPT_MAX_BYTES = 72
+"""bcrypt's input limit: older releases cut longer passwords to this, bcrypt 5 refuses them."""
+
+
 class PasswordHasher:
     """Hashes and verifies passwords off the event loop.
 
@@ -85,6 +89,14 @@ class PasswordHasher:
 
     def _verify_and_update(self, password: str, password_hash: str) -> tuple[bool, str | None]:
         try:
+            secret = password.encode()
+            if len(secret) > BCRYPT_MAX_BYTES and self.context.identify(password_hash) == "bcrypt":
+                # Plain bcrypt only ever saw the first 72 bytes of a longer password (bcrypt 5
+                # refuses what older releases silently cut). Check those, and on a match store
+                # a bcrypt_sha256 hash of the WHOLE password, so later logins need all of it.
+                if not self.context.verify(secret[:BCRYPT_MAX_BYTES], password_hash):
+                    return False, None
+                return True, self.context.hash(password)
             matches, new_hash = self.context.verify_and_update(password, password_hash)
         except (ValueError, TypeError):
             # A password plain bcrypt cannot take (NUL byte, over 72 bytes), or a stored hash
