@@ -246,5 +246,6 @@ def _warn_ephemeral_secret() -> None:
     logger.warning(
         "postkit: no secret_key is set, so an ephemeral one was generated for this process. "
         "Tokens will stop working when it restarts and will not be shared between workers. "
-        "Set POSTKIT_SECRET_KEY (32+ bytes) before deploying."
+        "Set the secret_key setting (32+ bytes; POSTKIT_SECRET_KEY in the environment, or "
+        "however your app passes it to PostKitSettings) before deploying."
     )
