@@ -197,6 +197,27 @@ def post_statement(post_id: int, *, filters: Sequence[ColumnElement[bool]]) -> F
     return statement
 
 
+async def _plugin_filters(hooks: HookRunner, user: User | None) -> list[ColumnElement[bool]]:
+    """The ``post_query_filters`` answers of every plugin (:func:`read_filters` without the
+    draft rule, which the prebuilt statements below carry with a bound reader id)."""
+    return [f for answer in await hooks.call("post_query_filters", user=user) for f in answer]
+
+
+@functools.cache
+def _find_post_statement() -> Select[Post]:
+    """:func:`find_post`'s statement with the draft rule, for bound post and reader ids."""
+    statement: Select[Post] = (
+        select(Post)
+        .join(Post.owner)
+        .options(contains_eager(Post.owner))
+        .where(
+            Post.id == bindparam("post_id"),
+            (Post.published == true()) | (Post.owner_id == bindparam("reader_id")),
+        )
+    )
+    return statement
+
+
 @functools.cache
 def _feed_template(sort: Sort, search: bool, after: bool, skip: bool) -> FeedSelect:
     """:func:`feed_statement` for one query shape, with bound parameters: ``reader_id``,
@@ -338,9 +359,7 @@ async def list_posts(
     # A statement per query shape, built once (see _feed_template), plus plugin filters: the
     # same SQL as feed_statement(), without rebuilding it on every request.
     statement = _feed_template(sort, bool(search), after is not None, bool(skip))
-    plugin_filters = [
-        f for answer in await hooks.call("post_query_filters", user=user) for f in answer
-    ]
+    plugin_filters = await _plugin_filters(hooks, user)
     if plugin_filters:
         statement = statement.where(*plugin_filters)
     params: dict[str, Any] = {
@@ -375,9 +394,7 @@ async def get_post(
     # The statement is built once (see _post_by_id) and only plugin filters are added to it:
     # building it per request was about a tenth of the single-post route's CPU time.
     statement = _post_by_id()
-    plugin_filters = [
-        f for answer in await hooks.call("post_query_filters", user=user) for f in answer
-    ]
+    plugin_filters = await _plugin_filters(hooks, user)
     if plugin_filters:
         statement = statement.where(*plugin_filters)
     row = (
@@ -398,13 +415,15 @@ async def find_post(
     """The ORM post ``user`` may see (owner loaded), for a write or a vote; or 404."""
     if not 1 <= post_id <= MAX_ID:
         raise post_not_found()
-    statement = (
-        select(Post)
-        .join(Post.owner)
-        .options(contains_eager(Post.owner))
-        .where(Post.id == post_id, *await read_filters(hooks, user))
-    )
-    post = (await session.execute(statement)).scalar_one_or_none()
+    statement = _find_post_statement()
+    plugin_filters = await _plugin_filters(hooks, user)
+    if plugin_filters:
+        statement = statement.where(*plugin_filters)
+    post = (
+        await session.execute(
+            statement, {"post_id": post_id, "reader_id": user.id if user is not None else None}
+        )
+    ).scalar_one_or_none()
     if post is None:
         raise post_not_found()
     return post
