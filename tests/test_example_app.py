@@ -218,6 +218,20 @@ def test_migrations_compose_postkit_and_the_app(
     assert "socialapp_bookmarks" in table_names(empty_database_url)
 
 
+def test_the_app_adopts_a_database_postkit_migrated_on_its_own(
+    socialapp: ModuleType, empty_database_url: str
+) -> None:
+    """An integrator who ran `postkit db upgrade` before adding the app's own tables."""
+    from postkit.migrations import VERSION_TABLE, upgrade
+
+    upgrade(empty_database_url)
+    socialapp.migrate.migrate(empty_database_url)
+    tables = table_names(empty_database_url)
+    assert {"postkit_users", "socialapp_bookmarks"} <= tables
+    assert VERSION_TABLE not in tables
+    assert versions(empty_database_url) == {"socialapp_0001"}
+
+
 def versions(url: str) -> set[str]:
     return {row[0] for row in run_sql(url, "SELECT version_num FROM alembic_version")}
 

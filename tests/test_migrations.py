@@ -597,6 +597,30 @@ async def test_host_migrates_from_code_under_postkits_lock(empty_database_url):
     assert [row[0] for row in versions] == ["host_0001"]
 
 
+def test_host_adopts_a_database_postkit_migrated_on_its_own(empty_database_url):
+    """`postkit db upgrade` first, the host's composed history later: postkit's tables are kept
+    (with their rows), its record moves into the host's history, and one history governs."""
+    host_migrate = load_file(HOSTAPP / "migrate.py", "hostapp_migrate_adopt").migrate
+    upgrade(empty_database_url)  # postkit alone, as `postkit db upgrade` does
+    run_sql(
+        empty_database_url,
+        "INSERT INTO postkit_users (email, username, password_hash) "
+        "VALUES ('kept@example.com', 'kept', 'x')",
+    )
+
+    asyncio.run(host_migrate(empty_database_url))
+    tables = table_names(empty_database_url)
+    assert {*POSTKIT_TABLES, HOST_TABLE, "alembic_version"} <= tables
+    assert VERSION_TABLE not in tables
+    assert recorded(empty_database_url, "alembic_version") == ["host_0001"]
+    assert run_sql(empty_database_url, "SELECT username FROM postkit_users") == [("kept",)]
+
+    asyncio.run(
+        host_migrate(empty_database_url)
+    )  # a second worker, or the next release: nothing to do
+    assert recorded(empty_database_url, "alembic_version") == ["host_0001"]
+
+
 # --- docs/examples/migrations_*.py ----------------------------------------------------------------
 
 EXAMPLES = ROOT / "docs" / "examples"

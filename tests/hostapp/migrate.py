@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command
 from alembic.config import Config
 
-from postkit.migrations import run_alembic
+from postkit.migrations import run_alembic, upgrade_composed
 
 ALEMBIC_INI = Path(__file__).resolve().parent / "alembic.ini"
 
@@ -23,5 +22,6 @@ def host_alembic_config() -> Config:
 
 
 async def migrate(database_url: str, revision: str = "heads") -> None:
-    """Upgrade every branch (the host's and postkit's) to ``revision``."""
-    await run_alembic(database_url, command.upgrade, revision, config=host_alembic_config())
+    """Upgrade every branch (the host's and postkit's) to ``revision``, first adopting a
+    database that postkit migrated on its own (``postkit db upgrade``)."""
+    await run_alembic(database_url, upgrade_composed, revision, config=host_alembic_config())

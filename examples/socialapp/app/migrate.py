@@ -16,7 +16,7 @@ from alembic import command
 from alembic.config import Config
 
 from app.settings import AppSettings
-from postkit.migrations import VERSION_LOCATION, run_alembic
+from postkit.migrations import VERSION_LOCATION, run_alembic, upgrade_composed
 
 APP_DIR = Path(__file__).resolve().parent
 ALEMBIC_INI = APP_DIR.parent / "alembic.ini"
@@ -37,8 +37,12 @@ def alembic_config() -> Config:
 
 
 async def migrate_async(database_url: str, revision: str = "heads") -> None:
-    """Upgrade the database to ``revision`` (every branch head by default)."""
-    await run_alembic(database_url, command.upgrade, revision, config=alembic_config())
+    """Upgrade the database to ``revision`` (every branch head by default).
+
+    A database postkit migrated on its own (``postkit db upgrade``) is adopted first: its
+    record moves into this history instead of postkit's tables being created again.
+    """
+    await run_alembic(database_url, upgrade_composed, revision, config=alembic_config())
 
 
 def migrate(database_url: str, revision: str = "heads") -> None:

@@ -19,8 +19,9 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -33,12 +34,14 @@ __all__ = [
     "VERSIONS_DIR",
     "VERSION_LOCATION",
     "VERSION_TABLE",
+    "adopt_standalone_history",
     "alembic_config",
     "downgrade",
     "downgrade_async",
     "run_alembic",
     "upgrade",
     "upgrade_async",
+    "upgrade_composed",
 ]
 
 SCRIPT_LOCATION = "postkit:migrations"
@@ -128,6 +131,50 @@ async def run_alembic(
 
 def _unique_statement_name() -> str:
     return f"__postkit_migration_{uuid.uuid4().hex}__"
+
+
+def adopt_standalone_history(
+    config: Config, *, version_table: str = "alembic_version"
+) -> list[str]:
+    """Carry a database migrated standalone over to a host's composed history.
+
+    A database first migrated by postkit alone (``postkit db upgrade``, ``upgrade()``, the kit's
+    ``auto_migrate``) records postkit's revision in ``postkit_alembic_version``. A host history
+    that composes postkit's versions does not read that table, so it would create postkit's
+    tables a second time. Called inside :func:`run_alembic` before upgrading (as
+    :func:`upgrade_composed` does), this stamps the recorded revision into the host's version
+    table and drops postkit's own, so exactly one history governs the database from then on.
+
+    Nothing happens when there is no standalone record, or when the host's history already has
+    revisions (it is then the one in charge).
+
+    :param config: the host's Alembic config; :func:`run_alembic` has put the connection in it.
+    :param version_table: the host's version table (Alembic's default unless its env.py says
+        otherwise).
+    :returns: the revisions adopted (empty when there was nothing to do).
+    """
+    connection: Connection = config.attributes["connection"]
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return []
+    host = MigrationContext.configure(connection, opts={"version_table": version_table})
+    if host.get_current_heads():
+        return []
+    recorded = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}"))  # noqa: S608
+    adopted = [str(row[0]) for row in recorded]
+    if adopted:
+        command.stamp(config, adopted)
+    connection.execute(text(f"DROP TABLE {VERSION_TABLE}"))
+    return adopted
+
+
+def upgrade_composed(config: Config, revision: str = "heads") -> None:
+    """A host's composed upgrade, for :func:`run_alembic`: adopt a standalone history, then
+    upgrade every branch (the host's and postkit's) to ``revision``::
+
+        await run_alembic(url, upgrade_composed, "heads", config=host_config)
+    """
+    adopt_standalone_history(config)
+    command.upgrade(config, revision)
 
 
 async def upgrade_async(url: str, revision: str = "head") -> None:
