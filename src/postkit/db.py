@@ -27,8 +27,9 @@ if TYPE_CHECKING:
 __all__ = ["REQUEST_FAILED", "Database", "normalize_database_url"]
 
 REQUEST_FAILED = "postkit.request_failed"
-"""ASGI scope key a postkit route sets when it answers an error: the request's session then rolls
-back instead of committing (the session closes after the route has already answered)."""
+"""ASGI scope key a postkit route sets when it answers an error: a session still open then rolls
+back instead of committing (FastAPI may close function-scoped dependencies after the route has
+answered)."""
 
 _POSTGRES_NAMES = {"postgres", "postgresql", "postgresql+asyncpg"}
 _SQLITE_NAMES = {"sqlite", "sqlite+aiosqlite"}

@@ -169,8 +169,9 @@ class PostKitRoute(APIRoute):
                 response = _error_response(exc, limit)
                 if response is None:
                     raise
-                # The request's session closes after this returns, outside the handler: tell it
-                # the request failed, so it rolls back instead of committing what was staged.
+                # The session normally closed above and saw the exception. Should FastAPI
+                # close it after this returns instead (the stack's scope key is FastAPI's own,
+                # not a public API), this mark still makes it roll back, not commit.
                 request.scope[REQUEST_FAILED] = True
                 return response
 
