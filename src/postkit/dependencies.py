@@ -160,10 +160,6 @@ class UserDependencies:
             raise invalid_token_error()
         return Authenticated(user=user, claims=claims)
 
-    async def user_for_token(self, session: AsyncSession, token: str) -> User:
-        """The active user a valid access token belongs to (see :meth:`authenticate`)."""
-        return (await self.authenticate(session, token)).user
-
     def bind_token_url(self, app: FastAPI) -> None:
         """Point the OpenAPI password flow at the login route's real path in ``app``.
 
