@@ -61,9 +61,8 @@ async def _move_count(session: AsyncSession, post_id: int, delta: int) -> int:
 
 
 async def _weight(hooks: HookRunner, post: Post, user: User) -> int:
+    # postkit's own answer (1) is a trylast default plugin, so some plugin always answers.
     weight = await hooks.first("vote_weight", post=post, user=user, direction=1)
-    if weight is None:
-        return 1
     if isinstance(weight, bool) or not isinstance(weight, int):
         raise TypeError(f"vote_weight must answer an int or None, not {type(weight).__name__}")
     return weight
