@@ -54,8 +54,14 @@ def host_app(kit: PostKit) -> FastAPI:
     @app.post("/ok/{name}")
     async def ok(name: str, session: SessionDep) -> dict[str, str]:
         add_user(session, name)
+        await session.commit()  # the route that writes commits its writes
+        return {"created": name}
+
+    @app.post("/uncommitted/{name}")
+    async def uncommitted(name: str, session: SessionDep) -> dict[str, str]:
+        add_user(session, name)
         await session.flush()
-        return {"created": name}  # no commit here: the dependency commits
+        return {"staged": name}  # never committed: the dependency commits nothing
 
     @app.post("/refused/{name}")
     async def refused(name: str, session: SessionDep) -> None:
@@ -90,15 +96,14 @@ def host_app(kit: PostKit) -> FastAPI:
 @pytest.mark.parametrize(
     ("route", "status", "kept"),
     [
-        ("/ok/alice", 200, 1),  # success: the dependency commits
+        ("/ok/alice", 200, 1),  # the route committed
+        ("/uncommitted/erin", 200, 0),  # staged but not committed: rolled back at close
         ("/refused/bob", 409, 0),  # HTTPException: rolled back
         ("/postkit-refused/dave", 403, 0),  # PostKitError answered by the route: rolled back
         ("/crash/carol", 500, 0),  # unhandled error: rolled back
     ],
 )
-async def test_session_commits_on_success_and_rolls_back_on_error(
-    settings_factory, route, status, kept
-):
+async def test_session_keeps_only_what_the_route_committed(settings_factory, route, status, kept):
     kit = PostKit(settings_factory())
     async with serve(host_app(kit), raise_app_exceptions=False) as http:
         response = await http.post(route)

@@ -18,6 +18,7 @@ import pytest
 from liveserver import EXAMPLE_DIR, ROOT, clean_env, free_port, live_process
 
 from postkit import PostKitSettings
+from postkit.errors import ErrorCode, error_classes
 
 DOCS = ROOT / "docs"
 EXAMPLES = DOCS / "examples"
@@ -69,6 +70,8 @@ def test_site_has_every_page(site: Path) -> None:
         "reference",
         "benchmarks",
         "changelog",
+        "errors",
+        "host-code",
     ):
         assert (site / page / "index.html").is_file(), page
     # Included files are really included, not left as snippet markers.
@@ -98,13 +101,37 @@ def test_configuration_page_lists_every_setting(site: Path) -> None:
     assert len(rows) == len(PostKitSettings.model_fields)
 
 
+def test_errors_page_lists_every_error(site: Path) -> None:
+    assert "<!-- postkit-errors-table -->" in (DOCS / "errors.md").read_text()
+    raw = (site / "errors" / "index.html").read_text()
+    rows = [
+        html.unescape(re.sub(r"<[^>]+>", " ", row))
+        for row in re.findall(r"<tr>.*?</tr>", raw, re.S)
+    ]
+    classes = error_classes()
+    assert {cls.__name__ for cls in classes} >= {"PostNotFound", "InvalidToken", "AlreadyVoted"}
+    for cls in classes:
+        row = next(row.split() for row in rows if row.split()[:1] == [cls.__name__])
+        text = " ".join(row)
+        assert str(cls.status_code) in row, row
+        assert cls.code in row, row
+        assert cls.message in text, row
+    # Every code postkit has is raised by some class: none is documented without one.
+    raised = {cls.code for cls in classes} | {ErrorCode.VALIDATION_ERROR.value}
+    assert raised == {code.value for code in ErrorCode}
+
+
 def test_api_reference_is_generated(site: Path) -> None:
     raw = (site / "reference" / "index.html").read_text()
     for anchor in (
         "postkit.PostKit",
         "postkit.PostKit.lifespan",
         "postkit.PostKitSettings",
-        "postkit.errors.PostRejected",
+        "postkit.errors.PostKitError",
+        "postkit.services.posts.Posts.find",
+        "postkit.services.votes.Votes.cast",
+        "postkit.services.accounts.Accounts.register",
+        "postkit.services.sessions.Sessions.authenticate",
         "postkit.hookspecs.validate_post",
         "postkit.migrations.upgrade",
     ):

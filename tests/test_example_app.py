@@ -165,7 +165,14 @@ async def test_bookmarks(
         assert missing.json()["code"] == "POST_NOT_FOUND"
     own_draft = await example.put(f"/bookmarks/{draft['id']}", headers=alice.headers)
     assert own_draft.status_code == 201
-    invalid = await example.put("/bookmarks/0", headers=bob.headers)
+    # Ids no post can have are 404 like postkit's own id routes, never a 500 from the database.
+    for impossible in ("0", "-1", str(2**31), str(2**63)):
+        missing = await example.put(f"/bookmarks/{impossible}", headers=bob.headers)
+        assert (missing.status_code, missing.json()["code"]) == (404, "POST_NOT_FOUND")
+        for method in ("GET", "DELETE"):
+            missing = await example.request(method, f"/bookmarks/{impossible}", headers=bob.headers)
+            assert (missing.status_code, missing.json()["code"]) == (404, "BOOKMARK_NOT_FOUND")
+    invalid = await example.put("/bookmarks/abc", headers=bob.headers)
     assert invalid.status_code == 422
     assert invalid.json()["code"] == "VALIDATION_ERROR"
 

@@ -12,7 +12,6 @@ from conftest import make_post
 from sqlalchemy import event, func, select, text
 
 from postkit.models import Post, User, Vote
-from postkit.services.votes import withdraw_all_votes
 
 
 async def feed(client: Any, user: Any | None = None, **params: Any) -> httpx.Response:
@@ -320,7 +319,7 @@ async def test_deleting_a_user_removes_their_posts_and_votes(client, new_user):
     await client.post("/vote", json={"post_id": gone["id"], "dir": 1}, headers=author.headers)
 
     async with client.kit.db.sessionmaker() as session:
-        assert await withdraw_all_votes(session, user_id=leaver.id) == 1
+        assert await client.kit.votes.withdraw_all(session, user_id=leaver.id) == 1
         await session.delete(await session.get(User, leaver.id))
         await session.commit()
 

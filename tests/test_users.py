@@ -206,7 +206,7 @@ class CountingHasher(PasswordHasher):
 
 async def test_validate_registration_runs_before_the_password_is_hashed(make_client):
     client = await make_client(plugins=[ClosedDomain()])
-    client.kit.passwords = hasher = CountingHasher(4)
+    client.kit.accounts.passwords = hasher = CountingHasher(4)
     refused = await register(client, email="x@closed.example", password="long enough")
     assert refused.status_code == 403
     assert hasher.hashed == 0
@@ -379,12 +379,21 @@ async def test_inactive_profile_is_404(client, new_user):
     assert response.status_code == 404
 
 
-@pytest.mark.parametrize("user_id", ["abc", "0", "-1", "2147483648", "1.5"])
+@pytest.mark.parametrize("user_id", ["abc", "1.5", "%00"])
 async def test_malformed_profile_id_is_422(client, new_user, user_id):
     user = await new_user(client)
     response = await client.get(f"/users/{user_id}", headers=user.headers)
     assert response.status_code == 422
     assert response.json()["code"] == "VALIDATION_ERROR"
+
+
+@pytest.mark.parametrize("user_id", ["0", "-1", "2147483648", "9223372036854775808", "1" * 40])
+async def test_out_of_range_profile_id_is_404_like_posts(client, new_user, user_id):
+    """An id no account can have answers like one no account has, as on every id route."""
+    user = await new_user(client)
+    response = await client.get(f"/users/{user_id}", headers=user.headers)
+    assert response.status_code == 404
+    assert response.json() == {"detail": "User not found", "code": "USER_NOT_FOUND"}
 
 
 async def test_profiles_follow_public_reads(make_client, new_user):

@@ -2,16 +2,18 @@
 
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI
 
-from postkit import PostKit, PostKitError, PostKitSettings, User
+from postkit import PostKit, PostKitSettings, User
 
 
 def create_app(settings: PostKitSettings | None = None) -> FastAPI:
     kit = PostKit(settings)
     app = FastAPI(lifespan=kit.lifespan)
     app.include_router(kit.router, prefix="/api")
+    # Optional: your own routes answer postkit's errors with postkit's body, code included
+    # ({"detail": ..., "code": ...}), and a lost database link with 503, not a 500.
+    kit.install_error_handlers(app)
 
     CurrentUser = Annotated[User, Depends(kit.current_user)]
     OptionalUser = Annotated[User | None, Depends(kit.optional_user)]
@@ -25,11 +27,5 @@ def create_app(settings: PostKitSettings | None = None) -> FastAPI:
     async def greeting(user: OptionalUser) -> dict[str, str]:
         """Anyone; signed-in users get a personal answer."""
         return {"greeting": f"Welcome back, {user.username}" if user else "Hello, stranger"}
-
-    # Optional: answer postkit's errors on your own routes with postkit's body, code included
-    # ({"detail": ..., "code": ...}) instead of FastAPI's plain {"detail": ...}.
-    @app.exception_handler(PostKitError)
-    async def postkit_error(request: Request, exc: PostKitError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
 
     return app

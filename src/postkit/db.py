@@ -1,17 +1,22 @@
-"""Database URLs, the async engine and the per-request session.
+"""The async engine, its pool's health checks, and the per-request session.
 
 Nothing here runs at import time: a :class:`Database` is built by each :class:`~postkit.PostKit`.
+URLs are normalised by :mod:`postkit.urls` before they reach this module.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -19,112 +24,50 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import StaticPool
-from starlette.requests import Request
+
+from postkit.urls import normalize_database_url
 
 if TYPE_CHECKING:
     from postkit.settings import PostKitSettings
 
-__all__ = ["REQUEST_FAILED", "Database", "normalize_database_url"]
+# normalize_database_url lives in postkit.urls; it stays importable from here for env.py files
+# written against the first release.
+__all__ = ["Database", "create_engine_for", "is_outage", "normalize_database_url"]
 
-REQUEST_FAILED = "postkit.request_failed"
-"""ASGI scope key a postkit route sets when it answers an error: a session still open then rolls
-back instead of committing (FastAPI may close function-scoped dependencies after the route has
-answered)."""
+logger = logging.getLogger("postkit")
 
-_POSTGRES_NAMES = {"postgres", "postgresql", "postgresql+asyncpg"}
-_SQLITE_NAMES = {"sqlite", "sqlite+aiosqlite"}
-_LIBPQ_TO_ASYNCPG = {"sslmode": "ssl", "connect_timeout": "timeout"}
-# Keyword arguments of asyncpg.connect() that make sense in a URL, plus SQLAlchemy's own.
-_ASYNCPG_QUERY_NAMES = frozenset(
+# asyncpg's errors for a connection that is gone or cannot be made (matched by name: asyncpg is
+# not imported for SQLite-only hosts).
+_LOST_CONNECTION_ERRORS = frozenset(
     {
-        "host",
-        "port",
-        "passfile",
-        "service",
-        "servicefile",
-        "timeout",
-        "command_timeout",
-        "statement_cache_size",
-        "max_cached_statement_lifetime",
-        "max_cacheable_statement_size",
-        "ssl",
-        "direct_tls",
-        "target_session_attrs",
-        "krbsrvname",
-        "gsslib",
-        "prepared_statement_cache_size",
+        "ConnectionDoesNotExistError",
+        "InterfaceError",
+        "CannotConnectNowError",
+        "ConnectionFailureError",
+        "TooManyConnectionsError",
     }
 )
 
 
-def normalize_database_url(url: str) -> str:
-    """Return ``url`` rewritten for postkit's async drivers, or raise ``ValueError``.
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database is unreachable or stopped answering (a 503, worth a
+    retry), rather than a bug.
 
-    ``postgres://`` (Heroku and most hosts) and ``postgresql://`` become ``postgresql+asyncpg://``,
-    with libpq's ``sslmode`` and ``connect_timeout`` turned into asyncpg's ``ssl`` and ``timeout``
-    and parameters asyncpg does not know refused; ``sqlite://`` becomes
-    ``sqlite+aiosqlite://``. Any other scheme is refused with a message that says what is accepted.
+    Covers a full pool, a connection lost or refused, and a query over
+    ``database_command_timeout`` (``asyncio.TimeoutError``: the builtin ``TimeoutError`` on
+    Python 3.11+, a class of its own on 3.10).
     """
-    url = url.strip()
-    if not url:
-        raise ValueError("must not be empty")
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError) as exc:
-        raise ValueError(
-            "is not a database URL (expected e.g. postgresql://user:pass@host/db "
-            "or sqlite:///./postkit.db)"
-        ) from exc
-    name = parsed.drivername.lower()
-    if name in _POSTGRES_NAMES:
-        parsed = parsed.set(drivername="postgresql+asyncpg", query=_asyncpg_query(parsed))
-    elif name in _SQLITE_NAMES:
-        parsed = parsed.set(drivername="sqlite+aiosqlite")
-    elif name.startswith(("postgresql+", "sqlite+")):
-        driver = name.split("+", 1)[1]
-        raise ValueError(
-            f"uses the {driver!r} driver; postkit is async and needs asyncpg (PostgreSQL) or "
-            "aiosqlite (SQLite): drop the driver from the scheme and postkit picks the right one"
+    if isinstance(exc, (PoolTimeoutError, DisconnectionError, ConnectionError)):
+        return True
+    if isinstance(exc, asyncio.TimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        return (
+            exc.connection_invalidated
+            or isinstance(exc.orig, (OSError, ConnectionError, asyncio.TimeoutError))
+            or type(exc.orig).__name__ in _LOST_CONNECTION_ERRORS
         )
-    else:
-        raise ValueError(
-            f"has the unsupported scheme {parsed.drivername!r}; use postgresql://, postgres:// "
-            "or sqlite:///"
-        )
-    return parsed.render_as_string(hide_password=False)
-
-
-def _asyncpg_query(parsed: URL) -> dict[str, str | tuple[str, ...]]:
-    """The URL's query for asyncpg: libpq's names translated, anything asyncpg lacks refused.
-
-    asyncpg receives every query parameter as a keyword argument, so an unknown one (libpq's
-    ``application_name``, ``channel_binding``...) would fail at the first connection instead.
-    """
-    query = dict(parsed.query)
-    for libpq_name, asyncpg_name in _LIBPQ_TO_ASYNCPG.items():
-        if libpq_name in query:
-            query[asyncpg_name] = query.pop(libpq_name)
-    unknown = sorted(set(query) - _ASYNCPG_QUERY_NAMES)
-    if unknown:
-        raise ValueError(
-            f"has the query parameter(s) {', '.join(unknown)}, which the asyncpg driver does not "
-            f"accept; accepted: {', '.join(sorted(_ASYNCPG_QUERY_NAMES | set(_LIBPQ_TO_ASYNCPG)))}"
-        )
-    for name in ("timeout", "command_timeout"):
-        if name in query and not _is_positive_number(query[name]):
-            raise ValueError(f"has {name}={query[name]!r}; it must be a positive number of seconds")
-    return query
-
-
-def _is_positive_number(value: object) -> bool:
-    try:
-        return float(str(value)) > 0
-    except ValueError:
-        return False
-
-
-def is_sqlite(url: str | URL) -> bool:
-    return make_url(url).get_backend_name() == "sqlite"
+    return isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError)
 
 
 def _is_memory_sqlite(url: URL) -> bool:
@@ -239,24 +182,26 @@ class Database:
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
-    async def session(self, request: Request) -> AsyncIterator[AsyncSession]:
-        """FastAPI dependency: one session per request, committed on success, rolled back on error.
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """FastAPI dependency: the request's session, closed when the route is done.
 
-        "Error" covers both an exception and an error answer a postkit route turned an exception
-        into (see :data:`REQUEST_FAILED`). Services commit themselves where a
-        write must be durable before "after" hooks run; the commit here makes any remaining work
-        durable before the response is sent.
+        It commits nothing: the service that writes commits its own writes (see
+        ``docs/transactions``), and closing rolls back whatever is left uncommitted, such as
+        the staged writes of a request that failed. A connection found dead while closing is
+        discarded: there was nothing on it worth keeping.
         """
-        async with self.sessionmaker() as session:
+        session = self.sessionmaker()
+        try:
+            yield session
+        finally:
             try:
-                yield session
-            except BaseException:
-                await session.rollback()
-                raise
-            if request.scope.get(REQUEST_FAILED):
-                await session.rollback()
-            elif session.in_transaction():
-                await session.commit()
+                await session.close()
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                logger.warning("postkit: database link lost while closing a session: %s", exc)
+                with contextlib.suppress(Exception):
+                    await session.invalidate()
 
     async def dispose(self) -> None:
         await self.engine.dispose()

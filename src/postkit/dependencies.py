@@ -1,119 +1,106 @@
-"""The authentication dependencies a :class:`~postkit.PostKit` hands to its routes and its host."""
+"""The FastAPI dependencies of one kit: the request's session, the authenticated user, the
+client's address, and the route class with the kit's body limit.
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, cast
+:class:`Dependencies` is built by :class:`~postkit.PostKit` from explicit pieces (the database
+and the session service) and shared by its routers and its host: ``kit.session``,
+``kit.current_user``, ``kit.optional_user`` and ``kit.current_auth`` are its attributes.
+"""
 
-from fastapi import Depends, FastAPI
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, cast
+
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.openapi.models import OAuth2 as OAuth2Model
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.routing import NoMatchFound
 
-from postkit.errors import ErrorCode, PostKitError
-from postkit.models import AuthSession, User
-from postkit.security import AccessClaims, TokenError
+from postkit.db import Database
+from postkit.errors import NotAuthenticated
+from postkit.models import User
+from postkit.routing import body_limited_route
+from postkit.services.sessions import Authenticated, Sessions
 
-if TYPE_CHECKING:
-    from postkit.kit import PostKit
+__all__ = ["LOGIN_ROUTE_NAME", "Authenticated", "Dependencies", "client_address"]
 
-__all__ = [
-    "BEARER_CHALLENGE",
-    "Authenticated",
-    "AuthenticationError",
-    "UserDependencies",
-    "invalid_token_error",
-    "not_authenticated_error",
-]
-
-BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+LOGIN_ROUTE_NAME = "postkit:login"
+"""The login route's name, for ``app.url_path_for`` (the OpenAPI password flow points at it)."""
 
 
-def _token_owner_statement() -> "Select[User, datetime | None]":
-    """The user and their auth session's revocation time, for a token's ``sub`` and ``sid``.
+def client_address(request: Request) -> str:
+    """The address login throttling counts against: the peer of the connection.
 
-    Built once per :class:`UserDependencies` with bound parameters: constructing the statement
-    on every request was about a tenth of a request's CPU time (benchmark profile).
+    Behind a reverse proxy this is the proxy unless the server trusts its forwarding headers
+    (uvicorn ``--proxy-headers --forwarded-allow-ips``, gunicorn ``forwarded_allow_ips``).
     """
-    return (
-        select(User, AuthSession.revoked_at)
-        .join(AuthSession, AuthSession.user_id == User.id)
-        .where(User.id == bindparam("user_id"), AuthSession.id == bindparam("session_id"))
-    )
+    return request.client.host if request.client else "unknown"
 
 
-class AuthenticationError(PostKitError):
-    """The 401 of the authentication dependencies, with its ``WWW-Authenticate`` challenge.
-
-    Like every :class:`~postkit.errors.PostKitError` it is an HTTP exception, so a host's own
-    routes answer it with 401 too, not a 500.
-    """
-
-    def __init__(self, detail: str, *, code: ErrorCode) -> None:
-        super().__init__(detail, status_code=401, code=code, headers=BEARER_CHALLENGE)
-
-
-def not_authenticated_error() -> AuthenticationError:
-    """The 401 for a request that carries no bearer token at all."""
-    return AuthenticationError("Not authenticated", code=ErrorCode.NOT_AUTHENTICATED)
-
-
-def invalid_token_error() -> AuthenticationError:
-    """The one 401 for every reason a token fails: expired, tampered, wrong key, revoked session,
-    unknown or inactive user. Clients cannot tell the reasons apart, on purpose."""
-    return AuthenticationError("Invalid or expired token", code=ErrorCode.INVALID_TOKEN)
-
-
-@dataclass(frozen=True)
-class Authenticated:
-    """The user behind a valid access token, with the token's claims (its auth session id)."""
-
-    user: User
-    claims: AccessClaims
-
-
-class UserDependencies:
-    """Builds the authentication dependencies of one kit.
+class Dependencies:
+    """The dependencies one kit's routes and its host share.
 
     ``current_user`` / ``optional_user`` give the :class:`~postkit.models.User`;
-    ``current_auth`` / ``optional_auth`` give an :class:`Authenticated` (the user and the token's
-    claims, for routes that act on the auth session itself, like logout).
+    ``current_auth`` / ``optional_auth`` give an :class:`Authenticated` (the user and the
+    token's claims, for routes that act on the auth session itself, like logout). ``reader`` is
+    ``optional_user`` when ``public_reads`` is on, else ``current_user``.
+
+    The ``*_param`` attributes are the same dependencies as ``Depends`` markers, declared once
+    for the routers: ``session: Annotated[AsyncSession, deps.session_param]``.
+
+    :param database: the kit's engine and session factory.
+    :param sessions: checks access tokens against their auth sessions.
+    :param max_body_bytes: request bodies over this answer 413 on the kit's routes.
+    :param public_reads: whether anonymous clients may read posts and profiles.
     """
 
-    LOGIN_ROUTE_NAME = "postkit:login"
-
-    def __init__(self, kit: "PostKit") -> None:
-        self.kit = kit
-        self._token_owner = _token_owner_statement()
+    def __init__(
+        self,
+        *,
+        database: Database,
+        sessions: Sessions,
+        max_body_bytes: int,
+        public_reads: bool,
+    ) -> None:
+        self.sessions = sessions
+        self.route_class = body_limited_route(max_body_bytes)
         # auto_error=False: postkit raises its own 401 with its own body. The token URL is a
         # placeholder until bind_token_url() sees where the host mounted the login route.
         self.bearer = OAuth2PasswordBearer(tokenUrl="login", auto_error=False)
-        self.optional_auth = self._build_auth()
-        self.current_auth = self._build_required_auth()
+        self.session: Callable[[], AsyncIterator[AsyncSession]] = database.session
+        self.session_param: Any = Depends(database.session, scope="function")
+        self.optional_auth = self._build_optional_auth()
+        self.current_auth = self._build_current_auth()
         self.current_user = self._build_user(optional=False)
         self.optional_user = self._build_user(optional=True)
+        self.reader = self.optional_user if public_reads else self.current_user
+        self.current_auth_param: Any = Depends(self.current_auth)
+        self.current_user_param: Any = Depends(self.current_user)
+        self.optional_user_param: Any = Depends(self.optional_user)
+        self.reader_param: Any = Depends(self.reader)
 
-    def _build_auth(self) -> Callable[..., Awaitable[Authenticated | None]]:
-        session_dep = Depends(self.kit.db.session, scope="function")
+    def router(self, *, tags: list[str]) -> APIRouter:
+        """A new router whose routes answer with postkit's error bodies and body limit."""
+        return APIRouter(route_class=self.route_class, tags=list(tags))
+
+    def _build_optional_auth(self) -> Callable[..., Awaitable[Authenticated | None]]:
+        sessions = self.sessions
 
         async def optional_auth(
             token: Annotated[str | None, Depends(self.bearer)],
-            session: Annotated[AsyncSession, session_dep],
+            session: Annotated[AsyncSession, self.session_param],
         ) -> Authenticated | None:
             if not token:
                 return None
-            return await self.authenticate(session, token)
+            return await sessions.authenticate(session, token)
 
         return optional_auth
 
-    def _build_required_auth(self) -> Callable[..., Awaitable[Authenticated]]:
+    def _build_current_auth(self) -> Callable[..., Awaitable[Authenticated]]:
         async def current_auth(
             auth: Annotated[Authenticated | None, Depends(self.optional_auth)],
         ) -> Authenticated:
             if auth is None:
-                raise not_authenticated_error()
+                raise NotAuthenticated()
             return auth
 
         return current_auth
@@ -125,40 +112,11 @@ class UserDependencies:
             if auth is None:
                 if optional:
                     return None
-                raise not_authenticated_error()
+                raise NotAuthenticated()
             return auth.user
 
         resolve.__name__ = "optional_user" if optional else "current_user"
         return resolve
-
-    async def authenticate(self, session: AsyncSession, token: str) -> Authenticated:
-        """The active user a valid access token belongs to, or the one 401 for every failure.
-
-        Besides the signature and claims, the token's auth session must exist and not be revoked
-        (logout), and its ``ver`` must match the user's ``token_version`` (logout everywhere).
-        An invalid token is refused even on routes where anonymous access is allowed: a client
-        holding a stale token learns that it must refresh instead of silently being anonymous.
-        """
-        try:
-            claims = self.kit.tokens.verify_access_token(token)
-        except TokenError:
-            raise invalid_token_error() from None
-        row = (
-            await session.execute(
-                self._token_owner,
-                {"user_id": claims.user_id, "session_id": claims.session_id},
-            )
-        ).first()
-        if row is None:
-            raise invalid_token_error()
-        user, revoked_at = row
-        if (
-            revoked_at is not None
-            or not user.is_active
-            or user.token_version != claims.token_version
-        ):
-            raise invalid_token_error()
-        return Authenticated(user=user, claims=claims)
 
     def bind_token_url(self, app: FastAPI) -> None:
         """Point the OpenAPI password flow at the login route's real path in ``app``.
@@ -167,7 +125,7 @@ class UserDependencies:
         behind a proxy), Swagger UI's "Authorize" form then posts to the right URL.
         """
         try:
-            path = app.url_path_for(self.LOGIN_ROUTE_NAME)
+            path = app.url_path_for(LOGIN_ROUTE_NAME)
         except NoMatchFound:
             return  # the host did not mount postkit's router in this app
         flows = cast(OAuth2Model, self.bearer.model).flows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,10 +11,20 @@ from fastapi import APIRouter, FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postkit.db import Database
-from postkit.dependencies import UserDependencies
+from postkit.dependencies import Dependencies
 from postkit.models import Post, User
 from postkit.plugins import HookRunner, build_plugin_manager
+from postkit.routers.auth import get_auth_router
+from postkit.routers.posts import get_posts_router
+from postkit.routers.users import get_users_router
+from postkit.routers.votes import get_votes_router
+from postkit.routing import install_error_handlers
 from postkit.security import PasswordHasher, TokenCodec
+from postkit.services.accounts import Accounts
+from postkit.services.posts import Posts
+from postkit.services.sessions import Sessions
+from postkit.services.throttle import LoginThrottle
+from postkit.services.votes import Votes
 from postkit.settings import PostKitSettings
 
 __all__ = ["PostKit"]
@@ -28,7 +39,12 @@ class PostKit:
         app = FastAPI(lifespan=kit.lifespan)
         app.include_router(kit.router)
 
-    Two kits in one process share nothing: each has its own engine, plugin manager and router.
+    Two kits in one process share nothing: each has its own engine, plugin manager, services
+    and router.
+
+    The services are the API host code calls, with the request's session (``kit.session``):
+    :attr:`accounts`, :attr:`sessions`, :attr:`posts` and :attr:`votes`. Each commits its own
+    writes; the session dependency commits nothing and rolls back what is left.
 
     :param settings: the configuration; read from ``POSTKIT_*`` environment variables when omitted.
     :param plugins: plugin objects (or modules) implementing hooks from :mod:`postkit.hookspecs`.
@@ -38,54 +54,84 @@ class PostKit:
         self, settings: PostKitSettings | None = None, *, plugins: Sequence[object] = ()
     ) -> None:
         self.settings = settings if settings is not None else PostKitSettings()
-        self.db = Database.from_settings(self.settings)
-        self.plugin_manager = build_plugin_manager(plugins, discover=self.settings.discover_plugins)
+        settings = self.settings
+        self.db = Database.from_settings(settings)
+        self.plugin_manager = build_plugin_manager(plugins, discover=settings.discover_plugins)
         self.hooks = HookRunner(self.plugin_manager)
-        self.passwords = PasswordHasher(self.settings.bcrypt_rounds)
-        self.tokens = TokenCodec(self.settings)
-        self._users = UserDependencies(self)
-        self.session = self.db.session
-        """FastAPI dependency yielding the request's ``AsyncSession``."""
-        self.current_user = self._users.current_user
+        self.passwords = PasswordHasher(settings.bcrypt_rounds)
+        self.tokens = TokenCodec(settings)
+
+        self.sessions = Sessions(self.tokens, refresh_ttl=settings.refresh_token_ttl)
+        """Auth sessions: :meth:`~postkit.services.sessions.Sessions.authenticate`, refresh and
+        logout."""
+        self.accounts = Accounts(
+            passwords=self.passwords,
+            sessions=self.sessions,
+            throttle=LoginThrottle(
+                max_failures=settings.login_max_failures, window=settings.login_failure_window
+            ),
+            hooks=self.hooks,
+        )
+        """Registration, login, profiles and account changes."""
+        self.posts = Posts(self.hooks)
+        """Post reads and writes under the reader's visibility rules and the post hooks."""
+        self.votes = Votes(posts=self.posts, hooks=self.hooks)
+        """Votes with exact counters and the vote hooks."""
+
+        self.dependencies = Dependencies(
+            database=self.db,
+            sessions=self.sessions,
+            max_body_bytes=settings.max_body_bytes,
+            public_reads=settings.public_reads,
+        )
+        deps = self.dependencies
+        self.session = deps.session
+        """FastAPI dependency yielding the request's ``AsyncSession``. It commits nothing: a
+        host route commits its own writes (``await session.commit()``), and whatever is left
+        uncommitted when the route is done is rolled back. Declare it with
+        ``Depends(kit.session, scope="function")`` so it closes before the response is sent."""
+        self.current_user = deps.current_user
         """FastAPI dependency: the authenticated :class:`~postkit.models.User`, or 401."""
-        self.optional_user = self._users.optional_user
+        self.optional_user = deps.optional_user
         """FastAPI dependency: the authenticated :class:`~postkit.models.User`, or ``None`` when no
         token is sent (an invalid token is still a 401)."""
-        self.current_auth = self._users.current_auth
-        """FastAPI dependency: an :class:`~postkit.dependencies.Authenticated` (the user and the
-        token's claims, such as its session id), or 401. For routes that act on the session."""
+        self.current_auth = deps.current_auth
+        """FastAPI dependency: an :class:`~postkit.services.sessions.Authenticated` (the user and
+        the token's claims, such as its session id), or 401. For routes that act on the
+        session."""
         self.router = self._build_router()
         """The :class:`~fastapi.APIRouter` to mount with ``app.include_router(kit.router)``."""
 
     def _build_router(self) -> APIRouter:
-        from postkit.routers.auth import get_auth_router
-        from postkit.routers.posts import get_posts_router
-        from postkit.routers.users import get_users_router
-        from postkit.routers.votes import get_votes_router
-
+        deps = self.dependencies
         router = APIRouter()
-        router.include_router(get_auth_router(self))
-        router.include_router(get_users_router(self))
-        router.include_router(get_posts_router(self))
-        router.include_router(get_votes_router(self))
+        router.include_router(get_auth_router(self.accounts, self.sessions, deps))
+        router.include_router(
+            get_users_router(
+                self.accounts, deps, password_min_length=self.settings.password_min_length
+            )
+        )
+        router.include_router(get_posts_router(self.posts, deps, self.settings))
+        router.include_router(get_votes_router(self.votes, deps))
         return router
 
-    async def find_post(self, session: AsyncSession, *, post_id: int, user: User | None) -> Post:
-        """The post ``user`` may see, for a host route that acts on posts (bookmarks, reports).
+    def install_error_handlers(self, app: FastAPI) -> None:
+        """Make the host's own routes answer like postkit's: ``kit.install_error_handlers(app)``.
 
-        The same rules as postkit's own routes: drafts only for their owner, and every plugin's
-        ``post_query_filters``. Raises a :class:`~postkit.PostKitError` answered as 404
-        ``POST_NOT_FOUND`` otherwise, so the host route needs no check of its own::
-
-            post = await kit.find_post(session, post_id=post_id, user=user)
-
-        :param session: the request's session (``Depends(kit.session, scope="function")``).
-        :param post_id: the post asked for.
-        :param user: the reader, or ``None`` for an anonymous reader.
+        A :class:`~postkit.errors.PostKitError` raised there answers ``{"detail", "code"}``, and
+        a lost database link, an exhausted pool or a query timeout answers 503
+        ``DATABASE_UNAVAILABLE`` with ``Retry-After`` instead of a 500. See
+        :func:`postkit.routing.install_error_handlers`.
         """
-        from postkit.services.posts import find_post
+        install_error_handlers(app)
 
-        return await find_post(session, post_id=post_id, user=user, hooks=self.hooks)
+    async def find_post(self, session: AsyncSession, *, post_id: int, user: User | None) -> Post:
+        """Deprecated alias of :meth:`kit.posts.find <postkit.services.posts.Posts.find>`; it
+        will be removed in the next release."""
+        warnings.warn(
+            "kit.find_post() is deprecated; use kit.posts.find()", DeprecationWarning, stacklevel=2
+        )
+        return await self.posts.find(session, post_id=post_id, user=user)
 
     @asynccontextmanager
     async def lifespan(self, app: FastAPI | Any = None) -> AsyncIterator[None]:
@@ -100,7 +146,7 @@ class PostKit:
 
             await upgrade_async(self.settings.database_url)
         if isinstance(app, FastAPI):
-            self._users.bind_token_url(app)
+            self.dependencies.bind_token_url(app)
         try:
             yield
         finally:

@@ -27,7 +27,12 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+MAX_ID = 2**31 - 1
+"""The largest id an integer primary key holds (32-bit on PostgreSQL): a larger one cannot
+exist, so routes answer it 404 without a query."""
+
 __all__ = [
+    "MAX_ID",
     "AuthSession",
     "Base",
     "LoginAttempt",

@@ -1,7 +1,12 @@
 """The route class every postkit route uses: it turns errors into postkit's error body.
 
 A library cannot install exception handlers on its host's app, so the handling lives on the routes
-themselves and travels with them through ``include_router``, whatever prefix the host picks.
+themselves and travels with them through ``include_router``, whatever prefix the host picks. Host
+routes get the same answers from :func:`install_error_handlers` (``kit.install_error_handlers``)
+or by using :class:`PostKitRoute` as their route class.
+
+Nothing here decides about transactions: services commit their writes, and the request's session
+rolls back what is left when it closes (:meth:`postkit.db.Database.session`).
 """
 
 from __future__ import annotations
@@ -10,30 +15,25 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Coroutine
-from contextlib import AsyncExitStack
 from typing import Any
 
-from fastapi import Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from sqlalchemy.exc import DBAPIError, DisconnectionError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import Message
 
-from postkit.db import REQUEST_FAILED
-from postkit.errors import ErrorCode, PostKitError
+from postkit.db import is_outage
+from postkit.errors import BodyTooLarge, DatabaseUnavailable, ErrorCode, PostKitError
 
-__all__ = ["PostKitRoute", "body_limited_route"]
+__all__ = ["PostKitRoute", "body_limited_route", "install_error_handlers"]
 
 logger = logging.getLogger("postkit")
 
-# Where FastAPI keeps the exit stack of dependencies declared with scope="function".
-_FUNCTION_STACK = "fastapi_function_astack"
-_DB_UNAVAILABLE_DETAIL = "The database is unavailable; try again shortly."
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -43,21 +43,17 @@ class _AsciiJSONResponse(JSONResponse):
         return json.dumps(content, separators=(",", ":")).encode("ascii")
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 async def _with_limited_body(request: Request, limit: int) -> Request:
     """Read the body up to ``limit`` bytes (declared or streamed), then replay it to FastAPI."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise _BodyTooLarge
+        raise BodyTooLarge(limit)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise _BodyTooLarge
+            raise BodyTooLarge(limit)
         chunks.append(chunk)
     body = b"".join(chunks)
     replayed = False
@@ -72,22 +68,14 @@ async def _with_limited_body(request: Request, limit: int) -> Request:
     return Request(request.scope, receive)
 
 
-def _error_response(exc: Exception, limit: int | None) -> Response | None:
+def _error_response(exc: Exception) -> Response | None:
     """The response a client-caused error or an outage gets; ``None`` for a real bug."""
-    if isinstance(exc, _BodyTooLarge):
-        return JSONResponse(
-            {
-                "detail": f"The request body is larger than {limit} bytes",
-                "code": ErrorCode.BODY_TOO_LARGE.value,
-            },
-            status_code=413,
-        )
     if isinstance(exc, ClientDisconnect):
         # The client went away (or broke the framing) mid-body: no one is left to read an
         # answer, and it is not a server error worth a traceback.
         return Response(status_code=400)
     if isinstance(exc, PostKitError):
-        return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+        return _postkit_error_response(exc)
     if isinstance(exc, HTTPException):
         # FastAPI and Starlette answer a body they cannot parse (JSON nested too deep, bytes
         # that are not UTF-8, a broken multipart form) with a bare 400: give it the validation
@@ -106,39 +94,18 @@ def _error_response(exc: Exception, limit: int | None) -> Response | None:
             {"detail": jsonable_encoder(exc.errors()), "code": ErrorCode.VALIDATION_ERROR.value},
             status_code=422,
         )
-    if _database_unavailable(exc):
-        logger.warning("postkit: database unavailable: %s", exc.__class__.__name__)
-        return JSONResponse(
-            {"detail": _DB_UNAVAILABLE_DETAIL, "code": ErrorCode.DATABASE_UNAVAILABLE},
-            status_code=503,
-            headers={"Retry-After": "5"},
-        )
+    if is_outage(exc):
+        return _outage_response(exc)
     return None
 
 
-def _database_unavailable(exc: BaseException) -> bool:
-    # asyncio.TimeoutError: a query over database_command_timeout (a database that stopped
-    # answering). On Python 3.11+ it is the builtin TimeoutError, an OSError; not on 3.10.
-    if isinstance(exc, (PoolTimeoutError, DisconnectionError, ConnectionError)):
-        return True
-    if isinstance(exc, asyncio.TimeoutError):
-        return True
-    if isinstance(exc, DBAPIError):
-        return (
-            exc.connection_invalidated
-            or isinstance(exc.orig, (OSError, ConnectionError, asyncio.TimeoutError))
-            or (
-                type(exc.orig).__name__
-                in {
-                    "ConnectionDoesNotExistError",
-                    "InterfaceError",
-                    "CannotConnectNowError",
-                    "ConnectionFailureError",
-                    "TooManyConnectionsError",
-                }
-            )
-        )
-    return isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError)
+def _postkit_error_response(exc: PostKitError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+
+
+def _outage_response(exc: BaseException) -> JSONResponse:
+    logger.warning("postkit: database unavailable: %s", exc.__class__.__name__)
+    return _postkit_error_response(DatabaseUnavailable())
 
 
 class PostKitRoute(APIRoute):
@@ -157,22 +124,13 @@ class PostKitRoute(APIRoute):
 
         async def handle(request: Request) -> Response:
             try:
-                # Dependencies with scope="function" (the request's session) close on this
-                # stack, inside the try: a commit that fails because the database went away
-                # while the route ran is a 503 too, not a 500 from outside the route.
-                async with AsyncExitStack() as function_stack:
-                    request.scope[_FUNCTION_STACK] = function_stack
-                    if limit is not None and request.method not in _BODYLESS_METHODS:
-                        request = await _with_limited_body(request, limit)
-                    return await handler(request)
+                if limit is not None and request.method not in _BODYLESS_METHODS:
+                    request = await _with_limited_body(request, limit)
+                return await handler(request)
             except Exception as exc:
-                response = _error_response(exc, limit)
+                response = _error_response(exc)
                 if response is None:
                     raise
-                # The session normally closed above and saw the exception. Should FastAPI
-                # close it after this returns instead (the stack's scope key is FastAPI's own,
-                # not a public API), this mark still makes it roll back, not commit.
-                request.scope[REQUEST_FAILED] = True
                 return response
 
         return handle
@@ -182,3 +140,28 @@ def body_limited_route(max_body_bytes: int) -> type[PostKitRoute]:
     """A :class:`PostKitRoute` class refusing request bodies over ``max_body_bytes`` with 413:
     ``APIRouter(route_class=body_limited_route(kit.settings.max_body_bytes))``."""
     return type("BodyLimitedPostKitRoute", (PostKitRoute,), {"max_body_bytes": max_body_bytes})
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer postkit's errors and database outages on the host's own routes as postkit's do.
+
+    After ``kit.install_error_handlers(app)``, a host route that raises a
+    :class:`~postkit.errors.PostKitError` (``kit.current_user``'s 401, ``kit.posts.find``'s 404)
+    answers ``{"detail", "code"}``, and one whose database link is lost, whose pool is
+    exhausted, or whose query times out answers 503 ``DATABASE_UNAVAILABLE`` with
+    ``Retry-After`` instead of a 500. Any other exception stays a 500. postkit's own routes
+    need none of this: their route class answers the same way wherever they are mounted.
+    """
+
+    async def postkit_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, PostKitError)
+        return _postkit_error_response(exc)
+
+    async def maybe_outage(_request: Request, exc: Exception) -> Response:
+        if not is_outage(exc):
+            raise exc
+        return _outage_response(exc)
+
+    app.add_exception_handler(PostKitError, postkit_error)
+    for outage_type in (SQLAlchemyError, OSError, asyncio.TimeoutError):
+        app.add_exception_handler(outage_type, maybe_outage)

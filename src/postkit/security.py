@@ -22,6 +22,7 @@ import jwt
 from anyio.lowlevel import RunVar
 from passlib.context import CryptContext
 
+from postkit.models import MAX_ID
 from postkit.settings import PostKitSettings
 
 __all__ = [
@@ -38,7 +39,6 @@ __all__ = [
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "iss", "aud", "jti"]
 """Claims every access token must carry; PyJWT refuses a token without any of them."""
 
-_MAX_USER_ID = 2**31 - 1  # postkit_users.id is a 32-bit integer on PostgreSQL
 _USER_ID = re.compile(r"[1-9][0-9]{0,9}")
 _MAX_TOKEN_CHARS = 8192
 
@@ -257,7 +257,7 @@ class TokenCodec:
         except jwt.PyJWTError as exc:
             raise TokenError(type(exc).__name__) from None
         sub, sid, ver, jti = (payload.get(name) for name in ("sub", "sid", "ver", "jti"))
-        if not isinstance(sub, str) or not _USER_ID.fullmatch(sub) or int(sub) > _MAX_USER_ID:
+        if not isinstance(sub, str) or not _USER_ID.fullmatch(sub) or int(sub) > MAX_ID:
             raise TokenError("sub is not a user id")
         if not isinstance(sid, str) or not sid:
             raise TokenError("sid missing")

@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from postkit.db import normalize_database_url
+from postkit.urls import normalize_database_url
 
 __all__ = ["MIN_SECRET_BYTES", "PostKitSettings"]
 

@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Bookmark
 from postkit import PostKit, PostKitError, User
-from postkit.errors import ErrorCode, error_responses
+from postkit.errors import PostNotFound, error_responses
+from postkit.models import MAX_ID
 from postkit.routing import PostKitRoute
 
 # No `from __future__ import annotations` here: FastAPI resolves the Annotated aliases below.
@@ -31,8 +32,12 @@ def _out(bookmark: Bookmark) -> BookmarkOut:
     return BookmarkOut(post_id=bookmark.post_id, created_at=created)
 
 
-def _post_not_found() -> PostKitError:
-    return PostKitError("Post not found", status_code=404, code=ErrorCode.POST_NOT_FOUND)
+class BookmarkNotFound(PostKitError):
+    """The caller has not bookmarked this post (or the id cannot be a post's)."""
+
+    status_code = 404
+    code = "BOOKMARK_NOT_FOUND"
+    message = "Not bookmarked"
 
 
 def get_bookmarks_router(kit: PostKit) -> APIRouter:
@@ -40,7 +45,16 @@ def get_bookmarks_router(kit: PostKit) -> APIRouter:
     router = APIRouter(prefix="/bookmarks", tags=["bookmarks"], route_class=PostKitRoute)
     Session = Annotated[AsyncSession, Depends(kit.session, scope="function")]
     CurrentUser = Annotated[User, Depends(kit.current_user)]
-    PostId = Annotated[int, Path(ge=1, description="The bookmarked post's id.")]
+    PostId = Annotated[int, Path(description="The bookmarked post's id.")]
+
+    async def find_bookmark(session: AsyncSession, user: User, post_id: int) -> Bookmark:
+        # An id out of the integer column's range cannot be bookmarked: 404, without a query.
+        bookmark = (
+            await session.get(Bookmark, (user.id, post_id)) if 1 <= post_id <= MAX_ID else None
+        )
+        if bookmark is None:
+            raise BookmarkNotFound()
+        return bookmark
 
     @router.get("", response_model=list[BookmarkOut], responses=error_responses(401))
     async def list_bookmarks(session: Session, user: CurrentUser) -> list[BookmarkOut]:
@@ -55,10 +69,7 @@ def get_bookmarks_router(kit: PostKit) -> APIRouter:
     @router.get("/{post_id}", response_model=BookmarkOut, responses=error_responses(401, 404))
     async def get_bookmark(post_id: PostId, session: Session, user: CurrentUser) -> BookmarkOut:
         """The caller's bookmark of one post, or 404."""
-        bookmark = await session.get(Bookmark, (user.id, post_id))
-        if bookmark is None:
-            raise PostKitError("Not bookmarked", status_code=404, code="BOOKMARK_NOT_FOUND")
-        return _out(bookmark)
+        return _out(await find_bookmark(session, user, post_id))
 
     @router.put("/{post_id}", response_model=BookmarkOut, responses=error_responses(401, 404))
     async def put_bookmark(
@@ -66,7 +77,7 @@ def get_bookmarks_router(kit: PostKit) -> APIRouter:
     ) -> BookmarkOut:
         """Bookmark a post: 201 when new, 200 when it was already bookmarked (safe to retry)."""
         # The post as this user may see it: drafts and plugins' read filters apply (else 404).
-        await kit.find_post(session, post_id=post_id, user=user)
+        await kit.posts.find(session, post_id=post_id, user=user)
         existing = await session.get(Bookmark, (user.id, post_id))
         if existing is not None:
             return _out(existing)
@@ -78,7 +89,7 @@ def get_bookmarks_router(kit: PostKit) -> APIRouter:
             await session.rollback()
             existing = await session.get(Bookmark, (user.id, post_id))
             if existing is None:
-                raise _post_not_found() from None
+                raise PostNotFound() from None
             return _out(existing)
         response.status_code = status.HTTP_201_CREATED
         return _out(bookmark)
@@ -90,10 +101,7 @@ def get_bookmarks_router(kit: PostKit) -> APIRouter:
     )
     async def delete_bookmark(post_id: PostId, session: Session, user: CurrentUser) -> Response:
         """Remove a bookmark: 204, or 404 when the post was not bookmarked."""
-        bookmark = await session.get(Bookmark, (user.id, post_id))
-        if bookmark is None:
-            raise PostKitError("Not bookmarked", status_code=404, code="BOOKMARK_NOT_FOUND")
-        await session.delete(bookmark)
+        await session.delete(await find_bookmark(session, user, post_id))
         await session.commit()
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 

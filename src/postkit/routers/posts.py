@@ -1,26 +1,25 @@
 """Posts: ``GET/POST /posts``, ``GET/PUT/PATCH/DELETE /posts/{id}``.
 
-Handlers are thin: parse, depend, call :mod:`postkit.services.posts`, answer. Post responses are
-built as plain dicts and serialised straight to JSON (the response models document them).
+Handlers are thin: parse, depend, call :class:`postkit.services.posts.Posts`, answer. Post
+responses are built as plain dicts and serialised straight to JSON (the response models document
+them).
 """
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
-import pydantic_core
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from postkit.dependencies import Dependencies
 from postkit.errors import error_responses
-from postkit.models import User
-from postkit.routing import body_limited_route
+from postkit.models import MAX_ID, User
+from postkit.routers.common import ItemId, json_response
 from postkit.schemas.posts import PostCreate, PostPatch, PostPublic, PostReplace, storable_text
-from postkit.services import posts as post_service
+from postkit.services.posts import Posts, Sort
+from postkit.settings import PostKitSettings
 
-if TYPE_CHECKING:
-    from postkit.kit import PostKit
-
-__all__ = ["get_posts_router", "json_response"]
+__all__ = ["get_posts_router"]
 
 SEARCH_MAX_LENGTH = 200
 
@@ -34,18 +33,6 @@ _PAGING_HEADERS = {
         "schema": {"type": "string"},
     },
 }
-
-
-def json_response(
-    data: Any, *, status_code: int = 200, headers: dict[str, str] | None = None
-) -> Response:
-    """Serialise ``data`` (dicts, lists, datetimes) straight to a JSON response."""
-    return Response(
-        pydantic_core.to_json(data),
-        status_code=status_code,
-        media_type="application/json",
-        headers=headers,
-    )
 
 
 def _check_content_length(content: str | None, limit: int) -> None:
@@ -73,16 +60,12 @@ def _check_search(search: str | None) -> str | None:
         ) from None
 
 
-def get_posts_router(kit: "PostKit") -> APIRouter:
-    """The posts routes of ``kit``. Reads need a token unless ``public_reads`` is set."""
-    settings = kit.settings
-    router = APIRouter(route_class=body_limited_route(settings.max_body_bytes), tags=["posts"])
-    Session = Annotated[AsyncSession, Depends(kit.session, scope="function")]
-    CurrentUser = Annotated[User, Depends(kit.current_user)]
-    Reader = Annotated[
-        User | None, Depends(kit.optional_user if settings.public_reads else kit.current_user)
-    ]
-    hooks = kit.hooks
+def get_posts_router(posts: Posts, deps: Dependencies, settings: PostKitSettings) -> APIRouter:
+    """The posts routes on ``posts``. Reads need a token unless ``public_reads`` is set."""
+    router = deps.router(tags=["posts"])
+    Session = Annotated[AsyncSession, deps.session_param]
+    CurrentUser = Annotated[User, deps.current_user_param]
+    Reader = Annotated[User | None, deps.reader_param]
     content_limit = settings.post_content_max_length
 
     @router.get(
@@ -98,9 +81,7 @@ def get_posts_router(kit: "PostKit") -> APIRouter:
         limit: Annotated[
             int, Query(ge=1, le=settings.posts_max_limit, description="Posts per page.")
         ] = settings.posts_default_limit,
-        skip: Annotated[
-            int, Query(ge=0, le=post_service.MAX_ID, description="Posts to skip first.")
-        ] = 0,
+        skip: Annotated[int, Query(ge=0, le=MAX_ID, description="Posts to skip first.")] = 0,
         search: Annotated[
             str | None,
             Query(
@@ -109,7 +90,7 @@ def get_posts_router(kit: "PostKit") -> APIRouter:
             ),
         ] = None,
         sort: Annotated[
-            post_service.Sort, Query(description="`new`: newest first; `top`: most votes first.")
+            Sort, Query(description="`new`: newest first; `top`: most votes first.")
         ] = "new",
         cursor: Annotated[
             str | None,
@@ -120,10 +101,9 @@ def get_posts_router(kit: "PostKit") -> APIRouter:
 
         The next page's URL is in the `Link` header (`rel="next"`), its cursor in `X-Next-Cursor`.
         """
-        page = await post_service.list_posts(
+        page = await posts.feed(
             session,
             user=reader,
-            hooks=hooks,
             limit=limit,
             skip=skip,
             search=_check_search(search) or None,
@@ -144,11 +124,9 @@ def get_posts_router(kit: "PostKit") -> APIRouter:
         response_model=PostPublic,
         responses=error_responses(401, 404, 422),
     )
-    async def get_post(post_id: int, session: Session, reader: Reader) -> Response:
+    async def get_post(post_id: ItemId, session: Session, reader: Reader) -> Response:
         """One post. Another user's draft answers 404, like a post that does not exist."""
-        return json_response(
-            await post_service.get_post(session, post_id=post_id, user=reader, hooks=hooks)
-        )
+        return json_response(await posts.get(session, post_id=post_id, user=reader))
 
     @router.post(
         "/posts",
@@ -160,46 +138,41 @@ def get_posts_router(kit: "PostKit") -> APIRouter:
     async def create_post(body: PostCreate, session: Session, user: CurrentUser) -> Response:
         """Create a post owned by the caller."""
         _check_content_length(body.content, content_limit)
-        created = await post_service.create_post(
-            session, data=body.model_dump(), user=user, hooks=hooks
-        )
+        created = await posts.create(session, data=body.model_dump(), user=user)
         return json_response(created, status_code=201)
+
+    async def apply_changes(
+        session: AsyncSession, post_id: int, changes: dict[str, Any], user: User
+    ) -> Response:
+        _check_content_length(changes.get("content"), content_limit)
+        updated = await posts.update(session, post_id=post_id, changes=changes, user=user)
+        return json_response(updated)
+
+    write_answers = error_responses(401, 403, 404, 413, 422)
 
     @router.put(
         "/posts/{post_id}",
         name="postkit:replace_post",
         response_model=PostPublic,
-        responses=error_responses(401, 403, 404, 413, 422),
+        responses=write_answers,
     )
     async def replace_post(
-        post_id: int, body: PostReplace, session: Session, user: CurrentUser
+        post_id: ItemId, body: PostReplace, session: Session, user: CurrentUser
     ) -> Response:
         """Replace a post's title, content and published flag (owner only)."""
-        _check_content_length(body.content, content_limit)
-        updated = await post_service.update_post(
-            session, post_id=post_id, changes=body.model_dump(), user=user, hooks=hooks
-        )
-        return json_response(updated)
+        return await apply_changes(session, post_id, body.model_dump(), user)
 
     @router.patch(
         "/posts/{post_id}",
         name="postkit:update_post",
         response_model=PostPublic,
-        responses=error_responses(401, 403, 404, 413, 422),
+        responses=write_answers,
     )
     async def update_post(
-        post_id: int, body: PostPatch, session: Session, user: CurrentUser
+        post_id: ItemId, body: PostPatch, session: Session, user: CurrentUser
     ) -> Response:
         """Change only the fields sent (owner only)."""
-        _check_content_length(body.content, content_limit)
-        updated = await post_service.update_post(
-            session,
-            post_id=post_id,
-            changes=body.model_dump(exclude_unset=True),
-            user=user,
-            hooks=hooks,
-        )
-        return json_response(updated)
+        return await apply_changes(session, post_id, body.model_dump(exclude_unset=True), user)
 
     @router.delete(
         "/posts/{post_id}",
@@ -208,9 +181,9 @@ def get_posts_router(kit: "PostKit") -> APIRouter:
         response_class=Response,
         responses=error_responses(401, 403, 404),
     )
-    async def delete_post(post_id: int, session: Session, user: CurrentUser) -> Response:
+    async def delete_post(post_id: ItemId, session: Session, user: CurrentUser) -> Response:
         """Delete a post and its votes (owner only)."""
-        await post_service.delete_post(session, post_id=post_id, user=user, hooks=hooks)
+        await posts.delete(session, post_id=post_id, user=user)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     return router

@@ -1,45 +1,35 @@
 """Account routes: ``POST /users``, ``GET /users/me``, ``PATCH /users/me``, ``GET /users/{id}``."""
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request, status
+from fastapi import APIRouter, Request, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from postkit.dependencies import Authenticated, not_authenticated_error
+from postkit.dependencies import Authenticated, Dependencies, client_address
 from postkit.errors import error_responses
 from postkit.models import User
-from postkit.routers.auth import client_address
-from postkit.routing import body_limited_route
+from postkit.routers.common import ItemId
 from postkit.schemas.users import (
+    UserCreate,
     UserPrivate,
     UserPublic,
-    user_create_model,
-    user_update_model,
+    UserUpdate,
+    with_password_minimum,
 )
-from postkit.services import users as user_service
-
-if TYPE_CHECKING:
-    from postkit.kit import PostKit
+from postkit.services.accounts import Accounts
 
 __all__ = ["get_users_router"]
 
-_MAX_ID = 2**31 - 1
 
-
-def get_users_router(kit: "PostKit") -> APIRouter:
-    """Build the account routes for ``kit``."""
-    router = APIRouter(route_class=body_limited_route(kit.settings.max_body_bytes), tags=["users"])
-    Session = Annotated[AsyncSession, Depends(kit.session, scope="function")]
-    CurrentUser = Annotated[User, Depends(kit.current_user)]
-    OptionalUser = Annotated[User | None, Depends(kit.optional_user)]
-    CurrentAuth = Annotated[Authenticated, Depends(kit.current_auth)]
-    settings = kit.settings
+def get_users_router(
+    accounts: Accounts, deps: Dependencies, *, password_min_length: int
+) -> APIRouter:
+    """Build the account routes on ``accounts``; the schemas state ``password_min_length``."""
+    router = deps.router(tags=["users"])
+    Session = Annotated[AsyncSession, deps.session_param]
     # The password minimum comes from settings, and so does the schema that documents it.
-    Registration = user_create_model(settings.password_min_length)
-    Changes = user_update_model(settings.password_min_length)
-    throttle = user_service.LoginThrottle(
-        max_failures=settings.login_max_failures, window=settings.login_failure_window
-    )
+    Registration = with_password_minimum(UserCreate, password_min_length)
+    Changes = with_password_minimum(UserUpdate, password_min_length)
 
     @router.post(
         "/users",
@@ -53,13 +43,11 @@ def get_users_router(kit: "PostKit") -> APIRouter:
 
         A plugin may refuse the registration (403 or 422, with a code of its own).
         """
-        return await user_service.register_user(
+        return await accounts.register(
             session,
             email=str(body.email),  # type: ignore[attr-defined]
             password=body.password,  # type: ignore[attr-defined]
             username=body.username,  # type: ignore[attr-defined]
-            passwords=kit.passwords,
-            hooks=kit.hooks,
         )
 
     @router.get(
@@ -68,7 +56,7 @@ def get_users_router(kit: "PostKit") -> APIRouter:
         response_model=UserPrivate,
         responses=error_responses(401),
     )
-    async def me(user: CurrentUser) -> User:
+    async def me(user: Annotated[User, deps.current_user_param]) -> User:
         """The authenticated user's own account."""
         return user
 
@@ -80,7 +68,7 @@ def get_users_router(kit: "PostKit") -> APIRouter:
     )
     async def update_me(
         body: Changes,  # type: ignore[valid-type]
-        auth: CurrentAuth,
+        auth: Annotated[Authenticated, deps.current_auth_param],
         session: Session,
         request: Request,
     ) -> User:
@@ -89,16 +77,13 @@ def get_users_router(kit: "PostKit") -> APIRouter:
         A new `password` needs `current_password` (403 `WRONG_CURRENT_PASSWORD` otherwise) and
         signs out every other session of the account; this one stays signed in.
         """
-        return await user_service.change_own_account(
+        return await accounts.update(
             session,
-            user=auth.user,
-            session_id=auth.claims.session_id,
+            auth=auth,
+            address=client_address(request),
             username=body.username,  # type: ignore[attr-defined]
             new_password=body.password,  # type: ignore[attr-defined]
             current_password=body.current_password,  # type: ignore[attr-defined]
-            address=client_address(request),
-            passwords=kit.passwords,
-            throttle=throttle,
         )
 
     @router.get(
@@ -108,16 +93,12 @@ def get_users_router(kit: "PostKit") -> APIRouter:
         responses=error_responses(401, 404, 422),
     )
     async def get_user(
-        user_id: Annotated[int, Path(ge=1, le=_MAX_ID)],
-        viewer: OptionalUser,
-        session: Session,
+        user_id: ItemId, _reader: Annotated[User | None, deps.reader_param], session: Session
     ) -> User:
         """A user's public profile: id, username and creation time.
 
         Anonymous clients may read profiles when `public_reads` is on, like posts.
         """
-        if viewer is None and not settings.public_reads:
-            raise not_authenticated_error()
-        return await user_service.get_public_user(session, user_id=user_id)
+        return await accounts.get_public(session, user_id=user_id)
 
     return router

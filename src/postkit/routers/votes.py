@@ -1,32 +1,29 @@
 """Votes: ``POST /vote`` (the classic form) and ``PUT/DELETE /posts/{id}/vote`` (idempotent)."""
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from postkit.dependencies import Dependencies
 from postkit.errors import error_responses
 from postkit.models import User
-from postkit.routing import body_limited_route
+from postkit.routers.common import ItemId
 from postkit.schemas.votes import VoteIn, VoteState
-from postkit.services import votes as vote_service
-
-if TYPE_CHECKING:
-    from postkit.kit import PostKit
+from postkit.services.votes import VoteOutcome, Votes
 
 __all__ = ["get_votes_router"]
 
 
-def _state(outcome: vote_service.VoteOutcome, direction: int) -> dict[str, int]:
+def _state(outcome: VoteOutcome, direction: int) -> dict[str, int]:
     return {"post_id": outcome.post_id, "dir": direction, "votes": outcome.votes}
 
 
-def get_votes_router(kit: "PostKit") -> APIRouter:
-    """The vote routes of ``kit``; all need a token."""
-    router = APIRouter(route_class=body_limited_route(kit.settings.max_body_bytes), tags=["votes"])
-    Session = Annotated[AsyncSession, Depends(kit.session, scope="function")]
-    CurrentUser = Annotated[User, Depends(kit.current_user)]
-    hooks = kit.hooks
+def get_votes_router(votes: Votes, deps: Dependencies) -> APIRouter:
+    """The vote routes on ``votes``; all need a token."""
+    router = deps.router(tags=["votes"])
+    Session = Annotated[AsyncSession, deps.session_param]
+    CurrentUser = Annotated[User, deps.current_user_param]
 
     @router.post(
         "/vote",
@@ -38,14 +35,8 @@ def get_votes_router(kit: "PostKit") -> APIRouter:
     async def vote(body: VoteIn, session: Session, user: CurrentUser) -> dict[str, int]:
         """`dir` 1 votes for the post (409 if you already did); `dir` 0 removes your vote (404
         if there is none). Both answer 201 with the post's new total."""
-        if body.dir == 1:
-            outcome = await vote_service.cast_vote(
-                session, post_id=body.post_id, user=user, hooks=hooks, strict=True
-            )
-        else:
-            outcome = await vote_service.remove_vote(
-                session, post_id=body.post_id, user=user, hooks=hooks, strict=True
-            )
+        change = votes.cast if body.dir == 1 else votes.remove
+        outcome = await change(session, post_id=body.post_id, user=user, strict=True)
         return _state(outcome, body.dir)
 
     @router.put(
@@ -59,12 +50,10 @@ def get_votes_router(kit: "PostKit") -> APIRouter:
         },
     )
     async def put_vote(
-        post_id: int, session: Session, user: CurrentUser, response: Response
+        post_id: ItemId, session: Session, user: CurrentUser, response: Response
     ) -> dict[str, int]:
         """Vote for a post; safe to retry (201 when the vote is new, 200 when it existed)."""
-        outcome = await vote_service.cast_vote(
-            session, post_id=post_id, user=user, hooks=hooks, strict=False
-        )
+        outcome = await votes.cast(session, post_id=post_id, user=user, strict=False)
         response.status_code = status.HTTP_201_CREATED if outcome.changed else status.HTTP_200_OK
         return _state(outcome, 1)
 
@@ -75,11 +64,9 @@ def get_votes_router(kit: "PostKit") -> APIRouter:
         response_class=Response,
         responses=error_responses(401, 403, 404, 422),
     )
-    async def delete_vote(post_id: int, session: Session, user: CurrentUser) -> Response:
+    async def delete_vote(post_id: ItemId, session: Session, user: CurrentUser) -> Response:
         """Remove your vote from a post; safe to retry (204 whether or not there was one)."""
-        await vote_service.remove_vote(
-            session, post_id=post_id, user=user, hooks=hooks, strict=False
-        )
+        await votes.remove(session, post_id=post_id, user=user, strict=False)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     return router

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import email_validator
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
@@ -16,8 +16,7 @@ __all__ = [
     "UserPrivate",
     "UserPublic",
     "UserUpdate",
-    "user_create_model",
-    "user_update_model",
+    "with_password_minimum",
 ]
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_]{3,32}$"
@@ -70,33 +69,27 @@ class UserUpdate(BaseModel):
     current_password: str | None = Field(default=None, max_length=PASSWORD_MAX_LENGTH)
 
 
-def _password_field(min_length: int, *, optional: bool) -> tuple[Any, Any]:
+_Account = TypeVar("_Account", "UserCreate", "UserUpdate")
+
+
+def with_password_minimum(model: type[_Account], min_password_length: int) -> type[_Account]:
+    """``model`` (:class:`UserCreate` or :class:`UserUpdate`) with the password minimum from
+    settings, so the OpenAPI schema states the policy that is enforced."""
+    field = model.model_fields["password"]
+    optional = not field.is_required()
     annotation: Any = str | None if optional else str
-    default: Any = None if optional else ...
-    return annotation, Field(default=default, min_length=min_length, max_length=PASSWORD_MAX_LENGTH)
-
-
-def user_create_model(min_password_length: int) -> type[UserCreate]:
-    """:class:`UserCreate` with the password minimum from settings, so the OpenAPI schema
-    states the policy that is enforced."""
-    model: type[UserCreate] = create_model(
-        "UserCreate",
-        __base__=UserCreate,
-        __module__=__name__,
-        password=_password_field(min_password_length, optional=False),
+    password = Field(
+        default=None if optional else ...,
+        min_length=min_password_length,
+        max_length=PASSWORD_MAX_LENGTH,
     )
-    return model
-
-
-def user_update_model(min_password_length: int) -> type[UserUpdate]:
-    """:class:`UserUpdate` with the password minimum from settings."""
-    model: type[UserUpdate] = create_model(
-        "UserUpdate",
-        __base__=UserUpdate,
+    derived: type[_Account] = create_model(
+        model.__name__,
+        __base__=model,
         __module__=__name__,
-        password=_password_field(min_password_length, optional=True),
+        password=(annotation, password),
     )
-    return model
+    return derived
 
 
 class UserPublic(BaseModel):

@@ -27,36 +27,27 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.sql.elements import ColumnElement
 
-from postkit.errors import ErrorCode, PostKitError
-from postkit.models import Post, User
+from postkit.errors import InvalidCursor, NotPostOwner, PostNotFound
+from postkit.models import MAX_ID, Post, User
 from postkit.plugins import HookRunner
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 __all__ = [
-    "MAX_ID",
     "FeedPage",
+    "Posts",
     "Sort",
-    "create_post",
     "decode_cursor",
-    "delete_post",
     "encode_cursor",
     "feed_statement",
-    "find_post",
-    "get_post",
     "like_pattern",
-    "list_posts",
-    "post_not_found",
     "post_statement",
     "serialize_post",
-    "update_post",
 ]
 
 Sort = Literal["new", "top"]
 FeedSelect: TypeAlias = "Select[Unpack[tuple[Any, ...]]]"
-MAX_ID = 2**31 - 1
-"""Ids beyond the database's integer range cannot exist: they answer 404 without a query."""
 
 _FEED_COLUMNS = (
     Post.id,
@@ -71,15 +62,6 @@ _FEED_COLUMNS = (
 )
 
 
-def post_not_found() -> PostKitError:
-    """The 404 for a post that does not exist or that the caller may not see."""
-    return PostKitError("Post not found", status_code=404, code=ErrorCode.POST_NOT_FOUND)
-
-
-def _invalid_cursor(why: str) -> PostKitError:
-    return PostKitError(f"Invalid cursor: {why}", status_code=400, code=ErrorCode.INVALID_CURSOR)
-
-
 # --- Filters ------------------------------------------------------------------------------------
 
 
@@ -88,11 +70,6 @@ def _visible_to_reader() -> ColumnElement[bool]:
     (``None`` for an anonymous reader: ``owner_id = NULL`` is never true, so drafts stay hidden).
     """
     return (Post.published == true()) | (Post.owner_id == bindparam("reader_id"))
-
-
-async def _plugin_filters(hooks: HookRunner, user: User | None) -> list[ColumnElement[bool]]:
-    """Every plugin's ``post_query_filters`` answers: conditions a visible post must also meet."""
-    return [f for answer in await hooks.call("post_query_filters", user=user) for f in answer]
 
 
 def like_pattern(term: str) -> str:
@@ -112,30 +89,33 @@ def encode_cursor(sort: Sort, key: datetime | int, post_id: int) -> str:
 
 
 def decode_cursor(cursor: str, sort: Sort) -> tuple[datetime | int, int]:
-    """The sort key and id a cursor names, or a 400 ``INVALID_CURSOR``."""
+    """The sort key and id a cursor names.
+
+    :raises InvalidCursor: a cursor postkit did not issue, or issued for another sort.
+    """
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         payload = json.loads(raw)
     except (binascii.Error, ValueError):
-        raise _invalid_cursor("not a cursor postkit issued") from None
+        raise InvalidCursor("not a cursor postkit issued") from None
     if not isinstance(payload, dict) or set(payload) != {"s", "k", "i"}:
-        raise _invalid_cursor("not a cursor postkit issued")
+        raise InvalidCursor("not a cursor postkit issued")
     if payload["s"] != sort:
-        raise _invalid_cursor(f"it belongs to sort={payload['s']!r}, not sort={sort!r}")
+        raise InvalidCursor(f"it belongs to sort={payload['s']!r}, not sort={sort!r}")
     post_id = payload["i"]
     if type(post_id) is not int or not 0 <= post_id <= MAX_ID:
-        raise _invalid_cursor("bad post id")
+        raise InvalidCursor("bad post id")
     key = payload["k"]
     if sort == "top":
         if type(key) is not int or not -(2**31) <= key <= MAX_ID:
-            raise _invalid_cursor("bad vote count")
+            raise InvalidCursor("bad vote count")
         return key, post_id
     try:
         created_at = datetime.fromisoformat(key) if isinstance(key, str) else None
     except ValueError:
         created_at = None
     if created_at is None or created_at.tzinfo is None:
-        raise _invalid_cursor("bad timestamp")
+        raise InvalidCursor("bad timestamp")
     return created_at, post_id
 
 
@@ -325,25 +305,6 @@ def _post_from_dict(item: dict[str, Any]) -> Post:
     return post
 
 
-async def _add_extra(
-    hooks: HookRunner,
-    items: list[dict[str, Any]],
-    user: User | None,
-    posts: Sequence[Post] | None = None,
-) -> None:
-    if not hooks.has_implementations("extra_post_fields"):
-        return
-    for index, item in enumerate(items):
-        post = posts[index] if posts is not None else _post_from_dict(item)
-        extra: dict[str, Any] = item["extra"]
-        for answer in await hooks.call("extra_post_fields", post=post, user=user):
-            for key, value in answer.items():
-                extra.setdefault(key, value)
-
-
-# --- Reads --------------------------------------------------------------------------------------
-
-
 @dataclass
 class FeedPage:
     """One page of the feed: response dicts, and the cursor of the next page if one may follow."""
@@ -352,155 +313,193 @@ class FeedPage:
     next_cursor: str | None
 
 
-async def list_posts(
-    session: AsyncSession,
-    *,
-    user: User | None,
-    hooks: HookRunner,
-    limit: int,
-    skip: int = 0,
-    search: str | None = None,
-    sort: Sort = "new",
-    cursor: str | None = None,
-) -> FeedPage:
-    """A page of the posts ``user`` may see, newest (or most voted) first."""
-    after = decode_cursor(cursor, sort) if cursor else None
-    statement, params = _feed_query(
-        reader_id=user.id if user is not None else None,
-        plugin_filters=await _plugin_filters(hooks, user),
-        limit=limit + 1,
-        skip=skip,
-        search=search,
-        sort=sort,
-        after=after,
-    )
-    rows = (await session.execute(statement, params)).all()
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        last = rows[-1]
-        next_cursor = encode_cursor(
-            sort, last.vote_count if sort == "top" else last.created_at, last.id
+class Posts:
+    """Post rules (``kit.posts``): what a reader may see, who may change a post, and the post
+    hooks around every write.
+
+    :param hooks: the kit's plugin hooks.
+    """
+
+    def __init__(self, hooks: HookRunner) -> None:
+        self.hooks = hooks
+
+    async def _plugin_filters(self, user: User | None) -> list[ColumnElement[bool]]:
+        """Every plugin's ``post_query_filters`` answers: conditions a visible post must meet."""
+        answers = await self.hooks.call("post_query_filters", user=user)
+        return [condition for answer in answers for condition in answer]
+
+    async def _add_extra(
+        self,
+        items: list[dict[str, Any]],
+        user: User | None,
+        posts: Sequence[Post] | None = None,
+    ) -> None:
+        if not self.hooks.has_implementations("extra_post_fields"):
+            return
+        for index, item in enumerate(items):
+            post = posts[index] if posts is not None else _post_from_dict(item)
+            extra: dict[str, Any] = item["extra"]
+            for answer in await self.hooks.call("extra_post_fields", post=post, user=user):
+                for key, value in answer.items():
+                    extra.setdefault(key, value)
+
+    # --- Reads ----------------------------------------------------------------------------------
+
+    async def feed(
+        self,
+        session: AsyncSession,
+        *,
+        user: User | None,
+        limit: int,
+        skip: int = 0,
+        search: str | None = None,
+        sort: Sort = "new",
+        cursor: str | None = None,
+    ) -> FeedPage:
+        """A page of the posts ``user`` may see, newest (or most voted) first.
+
+        :raises InvalidCursor: ``cursor`` is not one postkit issued for ``sort``.
+        """
+        after = decode_cursor(cursor, sort) if cursor else None
+        statement, params = _feed_query(
+            reader_id=user.id if user is not None else None,
+            plugin_filters=await self._plugin_filters(user),
+            limit=limit + 1,
+            skip=skip,
+            search=search,
+            sort=sort,
+            after=after,
         )
-    items = [_row_dict(row) for row in rows]
-    await _add_extra(hooks, items, user)
-    return FeedPage(posts=items, next_cursor=next_cursor)
+        rows = (await session.execute(statement, params)).all()
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            last = rows[-1]
+            next_cursor = encode_cursor(
+                sort, last.vote_count if sort == "top" else last.created_at, last.id
+            )
+        items = [_row_dict(row) for row in rows]
+        await self._add_extra(items, user)
+        return FeedPage(posts=items, next_cursor=next_cursor)
 
+    async def get(
+        self, session: AsyncSession, *, post_id: int, user: User | None
+    ) -> dict[str, Any]:
+        """One post ``user`` may see, as its response dict.
 
-async def get_post(
-    session: AsyncSession, *, post_id: int, user: User | None, hooks: HookRunner
-) -> dict[str, Any]:
-    """One post ``user`` may see, or 404."""
-    if not 1 <= post_id <= MAX_ID:
-        raise post_not_found()
-    statement, params = _post_query(
-        post_id,
-        reader_id=user.id if user is not None else None,
-        plugin_filters=await _plugin_filters(hooks, user),
-    )
-    row = (await session.execute(statement, params)).first()
-    if row is None:
-        raise post_not_found()
-    items = [_row_dict(row)]
-    await _add_extra(hooks, items, user)
-    return items[0]
-
-
-async def find_post(
-    session: AsyncSession, *, post_id: int, user: User | None, hooks: HookRunner
-) -> Post:
-    """The ORM post ``user`` may see (owner loaded), for a write or a vote; or 404."""
-    if not 1 <= post_id <= MAX_ID:
-        raise post_not_found()
-    statement = _find_post_statement()
-    plugin_filters = await _plugin_filters(hooks, user)
-    if plugin_filters:
-        statement = statement.where(*plugin_filters)
-    post = (
-        await session.execute(
-            statement, {"post_id": post_id, "reader_id": user.id if user is not None else None}
+        :raises PostNotFound: no such post, or one ``user`` may not see.
+        """
+        if not 1 <= post_id <= MAX_ID:
+            raise PostNotFound()
+        statement, params = _post_query(
+            post_id,
+            reader_id=user.id if user is not None else None,
+            plugin_filters=await self._plugin_filters(user),
         )
-    ).scalar_one_or_none()
-    if post is None:
-        raise post_not_found()
-    return post
+        row = (await session.execute(statement, params)).first()
+        if row is None:
+            raise PostNotFound()
+        items = [_row_dict(row)]
+        await self._add_extra(items, user)
+        return items[0]
 
+    async def find(self, session: AsyncSession, *, post_id: int, user: User | None) -> Post:
+        """The ORM post ``user`` may see (owner loaded), for a write, a vote or a host route
+        that acts on posts (bookmarks, reports)::
 
-# --- Writes -------------------------------------------------------------------------------------
+            post = await kit.posts.find(session, post_id=post_id, user=user)
 
+        The same rules as every read: drafts only for their owner, and every plugin's
+        ``post_query_filters``.
 
-async def _respond(hooks: HookRunner, post: Post, user: User) -> dict[str, Any]:
-    item = serialize_post(post, username=post.owner.username)
-    await _add_extra(hooks, [item], user, [post])
-    return item
+        :raises PostNotFound: no such post, or one ``user`` may not see (a host route answers
+            it 404 with no check of its own).
+        """
+        if not 1 <= post_id <= MAX_ID:
+            raise PostNotFound()
+        statement = _find_post_statement()
+        plugin_filters = await self._plugin_filters(user)
+        if plugin_filters:
+            statement = statement.where(*plugin_filters)
+        post = (
+            await session.execute(
+                statement, {"post_id": post_id, "reader_id": user.id if user is not None else None}
+            )
+        ).scalar_one_or_none()
+        if post is None:
+            raise PostNotFound()
+        return post
 
+    # --- Writes ---------------------------------------------------------------------------------
 
-async def create_post(
-    session: AsyncSession, *, data: dict[str, Any], user: User, hooks: HookRunner
-) -> dict[str, Any]:
-    """Create a post owned by ``user`` from ``data`` (title, content, published)."""
-    await hooks.call("validate_post", data=data, user=user, existing=None)
-    post = Post(
-        title=data["title"],
-        content=data["content"],
-        published=data.get("published", True),
-        owner_id=user.id,
-    )
-    set_committed_value(post, "owner", user)
-    session.add(post)
-    await hooks.call("before_post_save", post=post, user=user)
-    await session.flush()
-    await session.commit()
-    await hooks.notify("after_post_create", post=post, user=user)
-    return await _respond(hooks, post, user)
+    async def _respond(self, post: Post, user: User) -> dict[str, Any]:
+        item = serialize_post(post, username=post.owner.username)
+        await self._add_extra([item], user, [post])
+        return item
 
+    async def create(
+        self, session: AsyncSession, *, data: dict[str, Any], user: User
+    ) -> dict[str, Any]:
+        """Create a post owned by ``user`` from ``data`` (title, content, published) and commit.
 
-async def _check_may_modify(hooks: HookRunner, post: Post, user: User, action: str) -> None:
-    # postkit's own answer (owner only) is a trylast default plugin, so there is always one.
-    allowed = await hooks.first("can_modify_post", post=post, user=user, action=action)
-    if not allowed:
-        raise PostKitError(
-            f"Only the post's owner may {action} it",
-            status_code=403,
-            code=ErrorCode.NOT_POST_OWNER,
+        :raises PostRejected: a ``validate_post`` plugin refused it.
+        """
+        await self.hooks.call("validate_post", data=data, user=user, existing=None)
+        post = Post(
+            title=data["title"],
+            content=data["content"],
+            published=data.get("published", True),
+            owner_id=user.id,
         )
+        set_committed_value(post, "owner", user)
+        session.add(post)
+        await self.hooks.call("before_post_save", post=post, user=user)
+        await session.commit()
+        await self.hooks.notify("after_post_create", post=post, user=user)
+        return await self._respond(post, user)
 
+    async def _check_may_modify(self, post: Post, user: User, action: str) -> None:
+        # postkit's own answer (owner only) is a trylast default plugin, so there is always one.
+        allowed = await self.hooks.first("can_modify_post", post=post, user=user, action=action)
+        if not allowed:
+            raise NotPostOwner(action)
 
-async def update_post(
-    session: AsyncSession,
-    *,
-    post_id: int,
-    changes: dict[str, Any],
-    user: User,
-    hooks: HookRunner,
-) -> dict[str, Any]:
-    """Apply ``changes`` (all fields for PUT, the sent ones for PATCH) to a post ``user`` may
-    modify."""
-    post = await find_post(session, post_id=post_id, user=user, hooks=hooks)
-    await _check_may_modify(hooks, post, user, "update")
-    await hooks.call("validate_post", data=changes, user=user, existing=post)
-    for field, value in changes.items():
-        setattr(post, field, value)
-    await hooks.call("before_post_save", post=post, user=user)
-    try:
-        await session.flush()
-    except StaleDataError:
-        # The post was deleted by a concurrent request after it was read.
-        raise post_not_found() from None
-    await session.commit()
-    await hooks.notify("after_post_update", post=post, user=user, changes=changes)
-    return await _respond(hooks, post, user)
+    async def update(
+        self, session: AsyncSession, *, post_id: int, changes: dict[str, Any], user: User
+    ) -> dict[str, Any]:
+        """Apply ``changes`` (all fields for PUT, the sent ones for PATCH) to a post ``user`` may
+        modify, and commit.
 
+        :raises PostNotFound: no such post, or one ``user`` may not see.
+        :raises NotPostOwner: ``can_modify_post`` said no.
+        :raises PostRejected: a ``validate_post`` plugin refused the changes.
+        """
+        post = await self.find(session, post_id=post_id, user=user)
+        await self._check_may_modify(post, user, "update")
+        await self.hooks.call("validate_post", data=changes, user=user, existing=post)
+        for field, value in changes.items():
+            setattr(post, field, value)
+        await self.hooks.call("before_post_save", post=post, user=user)
+        try:
+            await session.commit()
+        except StaleDataError:
+            # The post was deleted by a concurrent request after it was read.
+            raise PostNotFound() from None
+        await self.hooks.notify("after_post_update", post=post, user=user, changes=changes)
+        return await self._respond(post, user)
 
-async def delete_post(
-    session: AsyncSession, *, post_id: int, user: User, hooks: HookRunner
-) -> None:
-    """Delete a post ``user`` may modify; its votes go with it (foreign-key cascade)."""
-    post = await find_post(session, post_id=post_id, user=user, hooks=hooks)
-    await _check_may_modify(hooks, post, user, "delete")
-    deleted = await session.execute(delete(Post).where(Post.id == post.id))
-    if not getattr(deleted, "rowcount", 1):
-        # A concurrent request deleted it first.
-        raise post_not_found()
-    await session.commit()
-    await hooks.notify("after_post_delete", post=post, user=user)
+    async def delete(self, session: AsyncSession, *, post_id: int, user: User) -> None:
+        """Delete a post ``user`` may modify, and commit; its votes go with it (foreign-key
+        cascade).
+
+        :raises PostNotFound: no such post, or one ``user`` may not see.
+        :raises NotPostOwner: ``can_modify_post`` said no.
+        """
+        post = await self.find(session, post_id=post_id, user=user)
+        await self._check_may_modify(post, user, "delete")
+        deleted = await session.execute(delete(Post).where(Post.id == post.id))
+        if not getattr(deleted, "rowcount", 1):
+            # A concurrent request deleted it first.
+            raise PostNotFound()
+        await session.commit()
+        await self.hooks.notify("after_post_delete", post=post, user=user)

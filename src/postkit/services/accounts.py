@@ -1,0 +1,219 @@
+"""Account rules: registration, password login, public profiles, and changes to one's account.
+
+Every method takes the request's ``AsyncSession`` first and keyword-only arguments after it,
+and commits its own writes. No database transaction is open while a password is hashed.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from postkit.errors import (
+    EmailTaken,
+    InvalidCredentials,
+    UsernameTaken,
+    UserNotFound,
+    WrongCurrentPassword,
+)
+from postkit.models import MAX_ID, User
+from postkit.plugins import HookRunner
+from postkit.security import PasswordHasher
+from postkit.services.sessions import Authenticated, IssuedTokens, Sessions
+from postkit.services.throttle import LoginThrottle, throttle_keys
+
+__all__ = ["Accounts"]
+
+_GENERATED_USERNAME_TRIES = 5
+
+
+def _generated_username() -> str:
+    # Random, so it reveals nothing about the email address.
+    return f"user_{secrets.token_hex(5)}"
+
+
+class Accounts:
+    """Registration, login and account changes (``kit.accounts``).
+
+    :param passwords: hashes and verifies passwords off the event loop.
+    :param sessions: opens the auth session of a login, ends the others on a password change.
+    :param throttle: counts failed password checks (logins and current-password checks).
+    :param hooks: the kit's plugin hooks.
+    """
+
+    def __init__(
+        self,
+        *,
+        passwords: PasswordHasher,
+        sessions: Sessions,
+        throttle: LoginThrottle,
+        hooks: HookRunner,
+    ) -> None:
+        self.passwords = passwords
+        self.sessions = sessions
+        self.throttle = throttle
+        self.hooks = hooks
+
+    async def _username_exists(self, session: AsyncSession, username: str) -> bool:
+        found = await session.scalar(select(User.id).where(User.username == username))
+        return found is not None
+
+    async def register(
+        self, session: AsyncSession, *, email: str, password: str, username: str | None = None
+    ) -> User:
+        """Create an account and commit it, then call ``after_user_register``.
+
+        The email and username are stored lower case. Without a username a random one is
+        generated. ``validate_registration`` plugins run before the (slow) password hash, so a
+        refused registration costs nothing.
+
+        :raises EmailTaken: another account has this email.
+        :raises UsernameTaken: another account has this username.
+        :raises PostKitError: whatever a ``validate_registration`` plugin raises.
+        """
+        email = email.strip().lower()
+        chosen = username.lower() if username else None
+        taken = (
+            await session.execute(
+                select(User.email, User.username).where(
+                    or_(User.email == email, User.username == chosen)
+                    if chosen
+                    else User.email == email
+                )
+            )
+        ).all()
+        if any(row.email == email for row in taken):
+            raise EmailTaken()
+        if chosen is not None and taken:
+            raise UsernameTaken()
+        if chosen is None:
+            for _ in range(_GENERATED_USERNAME_TRIES):
+                chosen = _generated_username()
+                if not await self._username_exists(session, chosen):
+                    break
+        assert chosen is not None
+        data: dict[str, Any] = {"email": email, "username": username}
+        await self.hooks.call("validate_registration", email=email, username=chosen, data=data)
+        await session.commit()  # hand the connection back while bcrypt runs
+        user = User(email=email, username=chosen, password_hash=await self.passwords.hash(password))
+        session.add(user)
+        try:
+            await session.commit()
+        except IntegrityError:
+            # Lost a race with a concurrent registration of the same email or username.
+            await session.rollback()
+            if await session.scalar(select(User.id).where(User.email == email)) is not None:
+                raise EmailTaken() from None
+            raise UsernameTaken() from None
+        await self.hooks.notify("after_user_register", user=user)
+        return user
+
+    async def find_by_login(self, session: AsyncSession, *, login: str) -> User | None:
+        """The user whose email or username is ``login`` (case-insensitive), active or not.
+
+        Usernames cannot contain ``@``, so the two never collide; each lookup uses its unique
+        index.
+        """
+        key = login.strip().lower()
+        if "\x00" in key:
+            return None  # no account has one, and PostgreSQL text cannot even hold it
+        column = User.email if "@" in key else User.username
+        return (await session.execute(select(User).where(column == key))).scalar_one_or_none()
+
+    async def login(
+        self, session: AsyncSession, *, login: str, password: str, address: str
+    ) -> tuple[User, IssuedTokens]:
+        """Check a password login and open an auth session for it.
+
+        In order: reserve a throttle slot for the account identifier and the client address
+        (429 when either is over its limit), look the account up, verify the password in a
+        worker thread (against a dummy hash when there is no account, so both paths cost the
+        same), then, on success, upgrade an outdated hash, clear the account's failures, open
+        the session, commit and call ``after_login``.
+
+        :raises InvalidCredentials: unknown account, inactive account or wrong password, alike.
+        :raises TooManyAttempts: the account identifier or the address is over its limit.
+        """
+        reservations = await self.throttle.reserve(
+            session, keys=throttle_keys(login=login, address=address)
+        )
+        user = await self.find_by_login(session, login=login)
+        await session.commit()  # hand the connection back while bcrypt runs
+        matches, new_hash = await self.passwords.verify(
+            password, user.password_hash if user else None
+        )
+        if user is None or not matches or not user.is_active:
+            raise InvalidCredentials()  # the reservations stay: they are the failure record
+        if new_hash is not None:
+            user.password_hash = new_hash
+        await self.throttle.succeeded(session, ids=reservations, login=login)
+        issued = await self.sessions.start(session, user=user)
+        await self.hooks.notify("after_login", user=user)
+        return user, issued
+
+    async def get_public(self, session: AsyncSession, *, user_id: int) -> User:
+        """The active user ``user_id``.
+
+        :raises UserNotFound: no such user, a deactivated one, or an id out of range.
+        """
+        if not 1 <= user_id <= MAX_ID:
+            raise UserNotFound()
+        user = await session.get(User, user_id)
+        if user is None or not user.is_active:
+            raise UserNotFound()
+        return user
+
+    async def update(
+        self,
+        session: AsyncSession,
+        *,
+        auth: Authenticated,
+        address: str,
+        username: str | None = None,
+        new_password: str | None = None,
+        current_password: str | None = None,
+    ) -> User:
+        """Apply the authenticated user's changes to their own account and commit.
+
+        A password change needs the current password, checked under the same throttle as
+        logins (so a stolen access token cannot be used to guess it), and ends every *other*
+        auth session of the user: their refresh and access tokens stop working while the
+        session that made the change carries on.
+
+        :raises UsernameTaken: another account has the new username.
+        :raises WrongCurrentPassword: a new password without the right current one.
+        :raises TooManyAttempts: too many wrong current passwords.
+        """
+        user = auth.user
+        if username is not None:
+            username = username.lower()
+            if username != user.username and await self._username_exists(session, username):
+                raise UsernameTaken()
+        if new_password is not None:
+            if current_password is None:
+                raise WrongCurrentPassword()
+            reservations = await self.throttle.reserve(
+                session, keys=throttle_keys(login=user.email, address=address)
+            )
+            await session.commit()  # no transaction open while bcrypt runs
+            matches, _ = await self.passwords.verify(current_password, user.password_hash)
+            if not matches:
+                raise WrongCurrentPassword()
+            new_hash = await self.passwords.hash(new_password)
+            await self.throttle.succeeded(session, ids=reservations, login=user.email)
+            user.password_hash = new_hash
+            await self.sessions.end_others(
+                session, user=user, keep_session_id=auth.claims.session_id
+            )
+        if username is not None:
+            user.username = username
+        try:
+            await session.commit()
+        except IntegrityError:
+            await session.rollback()
+            raise UsernameTaken() from None
+        return user
