@@ -220,9 +220,7 @@ async def test_after_hooks_keep_running_when_an_implementation_fails(make_client
     assert "async after hook bug" in caplog.text
 
 
-async def test_a_failing_after_hook_is_called_once_and_pluggy_sees_the_restart(
-    make_client, new_user
-):
+async def test_each_after_hook_implementation_is_its_own_pluggy_call(make_client, new_user):
     seen: list[str] = []
     client = await make_client(plugins=[SyncFails(), SyncRecords("after", seen)])
     user = await new_user(client)
@@ -238,7 +236,7 @@ async def test_a_failing_after_hook_is_called_once_and_pluggy_sees_the_restart(
     finally:
         undo()
     assert seen == ["after"]
-    assert calls == [["SyncFails", "SyncRecords"], ["SyncRecords"]]
+    assert calls == [["SyncFails"], ["SyncRecords"]]
 
 
 # --- First answers and refusals -----------------------------------------------------------------
@@ -297,12 +295,13 @@ class RefusesEverything:
         raise PostRejected("not today", code="NOT_TODAY")
 
 
-async def test_a_sync_refusal_after_an_async_implementation_closes_its_coroutine(
+async def test_a_sync_refusal_after_an_async_implementation_refuses_without_running_it(
     make_client, new_user
 ):
     spy = AsyncValidatorSpy()
     client = await make_client(plugins=[spy, RefusesEverything()])
     user = await new_user(client)
+    # pluggy's loop ends at the refusal; the async implementation's coroutine is closed unrun.
     with no_unawaited_coroutines():
         refused = await client.post(
             "/posts", json={"title": "t", "content": "c"}, headers=user.headers
@@ -318,7 +317,9 @@ class BrokenWeight:
         raise RuntimeError("weights are hard")
 
 
-async def test_an_unexpected_error_names_the_plugin_and_answers_500(make_client, new_user, caplog):
+async def test_an_unexpected_error_is_logged_with_its_plugin_and_answers_500(
+    make_client, new_user, caplog
+):
     spy = AsyncWeightSpy(3)
     client = await make_client(plugins=[spy, BrokenWeight()], raise_app_exceptions=False)
     author, voter = await new_user(client), await new_user(client)
@@ -326,7 +327,9 @@ async def test_an_unexpected_error_names_the_plugin_and_answers_500(make_client,
     with no_unawaited_coroutines(), caplog.at_level(logging.ERROR, logger="postkit"):
         voted = await client.put(f"/posts/{post['id']}/vote", headers=voter.headers)
     assert voted.status_code == 500
-    assert "plugin 'BrokenWeight' failed in hook vote_weight" in caplog.text
+    assert "a plugin failed in hook vote_weight" in caplog.text
+    assert "BrokenWeight" not in caplog.messages[-1]  # the traceback, not the message, names it
+    assert "in vote_weight" in caplog.text
     assert "weights are hard" in caplog.text
     assert spy.awaited is False
     # The vote was not counted.

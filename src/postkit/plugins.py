@@ -103,10 +103,10 @@ def check_wrappers(manager: pluggy.PluginManager) -> None:
             )
 
 
-async def _resolve(value: Any) -> Any:
-    while inspect.isawaitable(value):
-        value = await value
-    return value
+async def _resolve(answer: Any) -> Any:
+    while inspect.isawaitable(answer):
+        answer = await answer
+    return answer
 
 
 def _discard(answers: Iterable[object]) -> None:
@@ -120,9 +120,10 @@ def _answers_before(error: BaseException) -> list[object]:
     """The answers pluggy's call loop had collected when ``error`` ended it.
 
     pluggy drops them when an implementation raises; among them may be coroutines of ``async``
-    implementations called earlier in the loop, which must still be awaited (after hooks) or
-    closed. pluggy's loop keeps them in its local list ``results``, reachable from the traceback
-    (tests/test_hook_calls.py fails if a pluggy release stops doing so).
+    implementations called earlier in the loop, which are then closed rather than left to warn
+    "never awaited". pluggy has no API for them: its loop keeps them in its local list
+    ``results``, reachable from the traceback. Should a pluggy release stop doing so, this finds
+    nothing and the only loss is that warning (tests/test_hook_calls.py notices).
     """
     traceback = error.__traceback__
     while traceback is not None:
@@ -133,39 +134,6 @@ def _answers_before(error: BaseException) -> list[object]:
                 return list(results)
         traceback = traceback.tb_next
     return []
-
-
-def _code_of(function: Any) -> set[Any]:
-    codes = {
-        getattr(function, "__code__", None),
-        getattr(inspect.unwrap(function), "__code__", None),
-    }
-    codes.discard(None)
-    return codes
-
-
-def _failed_implementation(
-    error: BaseException, implementations: list[pluggy.HookImpl]
-) -> pluggy.HookImpl | None:
-    """The implementation (or wrapper) that raised ``error``, found by its code in the traceback.
-
-    Two implementations can share code (two instances of one plugin class): a method's ``self``
-    then tells them apart. ``None`` when no frame of the traceback belongs to an implementation.
-    """
-    candidates = implementations
-    narrowed = False
-    traceback = error.__traceback__
-    while traceback is not None:
-        frame = traceback.tb_frame
-        matches = [impl for impl in candidates if frame.f_code in _code_of(impl.function)]
-        if len(matches) > 1 and "self" in frame.f_code.co_varnames:
-            matches = [impl for impl in matches if frame.f_locals.get("self") is impl.plugin]
-        if len(matches) == 1:
-            return matches[0]
-        if matches:
-            candidates, narrowed = matches, True
-        traceback = traceback.tb_next
-    return candidates[0] if narrowed else None
 
 
 def _label(impl: pluggy.HookImpl) -> str:
@@ -180,18 +148,19 @@ def _label(impl: pluggy.HookImpl) -> str:
     return f"{impl.plugin_name!r} ({kind})"
 
 
-def _log_failure(error: BaseException, name: str, impl: pluggy.HookImpl | None) -> None:
-    plugin = "a plugin" if impl is None else f"plugin {_label(impl)}"
-    logger.error("postkit: %s failed in hook %s", plugin, name, exc_info=error)
+def _log_failure(name: str, impl: pluggy.HookImpl | None) -> None:
+    who = f"plugin {_label(impl)}" if impl is not None else "a plugin"
+    logger.exception("postkit: %s failed in hook %s", who, name)
 
 
 class HookRunner:
     """Calls hooks through pluggy's call loop and awaits what implementations return.
 
-    Each method makes one call of ``manager.hook.<name>(**kwargs)``: pluggy calls every
-    implementation in order (a plain function runs then; an ``async def`` one returns a
-    coroutine) and collects the answers that are not ``None``. The runner then awaits, in the
-    same order, each answer that is awaitable, and closes the coroutines it has no use for.
+    ``call`` and ``first`` make one call of ``manager.hook.<name>(**kwargs)``: pluggy calls every
+    implementation in order and collects the answers that are not ``None``; the runner then
+    awaits, in the same order, each answer that needs it. ``notify`` calls each implementation
+    of an "after" hook through pluggy on its own, so one that fails never keeps the others from
+    running.
     """
 
     def __init__(self, manager: pluggy.PluginManager) -> None:
@@ -201,61 +170,52 @@ class HookRunner:
         caller: pluggy.HookCaller = getattr(self.manager.hook, name)
         return caller
 
-    @staticmethod
-    def _in_call_order(caller: pluggy.HookCaller) -> list[pluggy.HookImpl]:
-        # pluggy stores implementations in call order reversed: last registered is called first.
-        return list(reversed(caller.get_hookimpls()))
-
-    @staticmethod
-    def _loop(caller: pluggy.HookCaller, name: str, kwargs: dict[str, Any]) -> list[Any]:
-        """One pass of pluggy's call loop: the non-``None`` answers, some of them awaitable."""
-        answers = caller(**kwargs)
-        if not isinstance(answers, list):
-            _discard([answers])
-            raise TypeError(
-                f"hook {name} answered {answers!r} instead of a list of answers: a hook "
-                f"wrapper on {name} must return the list it received (changed or not)"
-            )
-        return answers
-
-    def _fail(self, error: Exception, name: str, caller: pluggy.HookCaller) -> None:
-        """Log an unexpected plugin error (a :class:`PostKitError` is a refusal, not a bug)."""
-        if not isinstance(error, PostKitError):
-            _log_failure(error, name, _failed_implementation(error, caller.get_hookimpls()))
-
     async def _answers(self, name: str, kwargs: dict[str, Any], *, first: bool) -> list[Any]:
-        caller = self._caller(name)
         try:
-            pending = self._loop(caller, name, kwargs)
+            pending = self._caller(name)(**kwargs)
         except Exception as error:
             _discard(_answers_before(error))
-            self._fail(error, name, caller)
+            if not isinstance(error, PostKitError):  # a refusal is answered, not logged
+                _log_failure(name, None)  # a plain implementation: the traceback names it
             raise
+        if not isinstance(pending, list):
+            raise TypeError(
+                f"hook {name} answered {pending!r} instead of a list of answers: a hook "
+                f"wrapper on {name} must return the list it received (changed or not)"
+            )
         answers: list[Any] = []
         waiting = deque(pending)
         try:
             while waiting:
-                answer = await _resolve(waiting.popleft())
+                try:
+                    answer = await _resolve(waiting.popleft())
+                except PostKitError:
+                    raise
+                except Exception:
+                    _log_failure(name, None)
+                    raise
                 if answer is not None:
                     answers.append(answer)
                     if first:
                         break
-        except Exception as error:
-            self._fail(error, name, caller)
-            raise
         finally:
             _discard(waiting)
         return answers
 
     async def call(self, name: str, **kwargs: Any) -> list[Any]:
-        """Run every implementation of ``name`` in order; return their non-``None`` answers."""
+        """Run every implementation of ``name`` in order; return their non-``None`` answers.
+
+        A plain implementation that raises (a refusal or a bug) ends pluggy's loop there: the
+        ``async`` implementations it had already called never run (their coroutines are
+        closed).
+        """
         return await self._answers(name, kwargs, first=False)
 
     async def first(self, name: str, **kwargs: Any) -> Any:
         """The first answer of ``name``'s implementations, in order, that is not ``None``.
 
-        pluggy has already called every plain implementation; answers after the first are
-        ignored, and the coroutines of ``async`` implementations after it are never awaited.
+        pluggy has already run every plain implementation; answers after the first are ignored,
+        and the coroutines of ``async`` implementations after it are closed, never run.
         """
         answers = await self._answers(name, kwargs, first=True)
         return answers[0] if answers else None
@@ -263,45 +223,45 @@ class HookRunner:
     async def notify(self, name: str, **kwargs: Any) -> None:
         """Run an "after" hook: every implementation runs, and failures are logged, not raised.
 
-        A plain implementation that raises ends pluggy's loop: the runner logs the failure,
-        awaits the answers collected before it, then calls the hook again (through pluggy's
-        :meth:`~pluggy.PluginManager.subset_hook_caller`) on the implementations that had not
-        been called, until all have run. Tracing and monitoring see one call per such pass.
+        With more than one implementation, each is called through pluggy on its own (a
+        :meth:`~pluggy.PluginManager.subset_hook_caller` holding just that plugin), so tracing
+        and monitoring see one call per implementation.
         """
         caller = self._caller(name)
-        called: list[object] = []
-        while True:
-            failed: pluggy.HookImpl | None = None
-            try:
-                pending = self._loop(caller, name, kwargs)
-            except Exception as error:
-                pending = _answers_before(error)
-                failed = _failed_implementation(error, caller.get_hookimpls())
-                _log_failure(error, name, failed)
-                if failed is None:  # cannot tell which ran: await what was collected, stop
-                    logger.error("postkit: later implementations of %s were not called", name)
-            await self._settle(name, caller, pending)
-            if failed is None:
-                return
-            order = self._in_call_order(caller)
-            called.extend(impl.plugin for impl in order[: order.index(failed) + 1])
-            try:
-                caller = self.manager.subset_hook_caller(name, remove_plugins=called)
-            except TypeError:  # pluggy keeps the plugins to leave out in a set: unhashable
-                logger.exception("postkit: later implementations of %s were not called", name)
-                return
-
-    async def _settle(self, name: str, caller: pluggy.HookCaller, pending: list[Any]) -> None:
-        """Await every pending answer of an "after" hook, logging each failure."""
-        waiting = deque(pending)
+        implementations = list(reversed(caller.get_hookimpls()))
+        if len(implementations) <= 1:
+            await self._notify_one(
+                name, caller, kwargs, implementations[0] if implementations else None
+            )
+            return
+        plugins = [impl.plugin for impl in implementations]
         try:
-            while waiting:
-                try:
-                    await _resolve(waiting.popleft())
-                except Exception as error:
-                    _log_failure(error, name, _failed_implementation(error, caller.get_hookimpls()))
-        finally:
-            _discard(waiting)
+            singles = [
+                self.manager.subset_hook_caller(
+                    name, remove_plugins=[plugin for plugin in plugins if plugin is not impl.plugin]
+                )
+                for impl in implementations
+            ]
+        except TypeError:
+            # An unhashable plugin (pluggy keeps the plugins to leave out in a set): one call
+            # of them all, which a failing plain implementation ends.
+            await self._notify_one(name, caller, kwargs, None)
+            return
+        for single, impl in zip(singles, implementations, strict=True):
+            await self._notify_one(name, single, kwargs, impl)
+
+    async def _notify_one(
+        self,
+        name: str,
+        caller: pluggy.HookCaller,
+        kwargs: dict[str, Any],
+        impl: pluggy.HookImpl | None,
+    ) -> None:
+        try:
+            for answer in caller(**kwargs):
+                await _resolve(answer)
+        except Exception:
+            _log_failure(name, impl)
 
     def has_implementations(self, name: str) -> bool:
         """Whether any registered plugin implements ``name`` (to skip work nobody asked for)."""
