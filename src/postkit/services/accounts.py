@@ -98,7 +98,6 @@ class Accounts:
         assert chosen is not None
         data: dict[str, Any] = {"email": email, "username": username}
         await self.hooks.call("validate_registration", email=email, username=chosen, data=data)
-        await session.commit()  # hand the connection back while bcrypt runs
         user = User(email=email, username=chosen, password_hash=await self.passwords.hash(password))
         session.add(user)
         try:
