@@ -742,7 +742,7 @@ async def _client_seen(trusted: list[str], *, peer: str, forwarded_for: str) -> 
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": body})
 
-    app = ProxyHeadersMiddleware(echo_client, trusted_hosts=trusted)  # type: ignore[arg-type]
+    app: Any = ProxyHeadersMiddleware(echo_client, trusted_hosts=trusted)
     transport = httpx.ASGITransport(app=app, client=(peer, 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
         response = await client.get("/", headers={"X-Forwarded-For": forwarded_for})
@@ -799,3 +799,17 @@ def test_procfile_web_command_ignores_forwarded_headers_from_others(tmp_path: Pa
     assert re.search(r"forwarded_allow_ips: \['10\.0\.0\.0/8'\]", log), log
     assert re.search(r"127\.0\.0\.1:\d+ - \"GET /health\?probe=heroku", log), log
     assert "203.0.113.9" not in log
+
+
+def test_gunicorn_warns_when_told_to_trust_every_address(tmp_path: Path) -> None:
+    port = free_port()
+    env = clean_env(
+        PORT=str(port),
+        HOST="127.0.0.1",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'star.db'}",
+        WEB_CONCURRENCY="1",
+        FORWARDED_ALLOW_IPS="*",
+    )
+    with live_process(server_argv(), cwd=EXAMPLE_DIR, env=env, log=tmp_path / "star.log") as server:
+        server.wait_http(f"http://127.0.0.1:{port}/health")
+    assert "FORWARDED_ALLOW_IPS=* lets every client choose the address" in server.log

@@ -30,9 +30,9 @@ keepalive = 5
 # Whose X-Forwarded-For/-Proto to believe: the proxy in front, by address or network
 # (comma-separated), never "*". Each recipe sets it (systemd unit, Dockerfile, compose files,
 # Procfile); without it, nginx on this host. uvicorn reads X-Forwarded-For only when the peer
-# is in this list, and then takes the rightmost entry that is not (what the outermost trusted
-# proxy saw), so entries a client wrote further left are ignored. "*" would make it take the
-# LEFTMOST entry instead: the client's own choice.
+# is in this list, and then takes the rightmost entry that is not itself in it (the address the
+# outermost trusted proxy saw), so entries a client wrote further left are ignored. "*" would
+# make it take the LEFTMOST entry instead: the client's own choice.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # No gunicornc control socket (gunicorn 25.1+): two instances would share its default path.
 control_socket_disable = True
