@@ -27,7 +27,12 @@ errorlog = "-"
 timeout = 60
 graceful_timeout = 30
 keepalive = 5
-# Trust X-Forwarded-For/-Proto only from the local proxy (nginx) unless told otherwise.
+# Whose X-Forwarded-For/-Proto to believe: the proxy in front, by address or network
+# (comma-separated), never "*". Each recipe sets it (systemd unit, Dockerfile, compose files,
+# Procfile); without it, nginx on this host. uvicorn reads X-Forwarded-For only when the peer
+# is in this list, and then takes the rightmost entry that is not itself in it (the address the
+# outermost trusted proxy saw), so entries a client wrote further left are ignored. "*" would
+# make it take the LEFTMOST entry instead: the client's own choice.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # No gunicornc control socket (gunicorn 25.1+): two instances would share its default path.
 control_socket_disable = True
@@ -38,6 +43,11 @@ raw_env = ["MIGRATE_ON_STARTUP=false"]
 def on_starting(server: object) -> None:
     """Runs once in the master, before the workers are forked."""
     log = logging.getLogger("gunicorn.error")
+    if "*" in (part.strip() for part in forwarded_allow_ips.split(",")):
+        log.warning(
+            "socialapp: FORWARDED_ALLOW_IPS=* lets every client choose the address it is"
+            " counted under; set it to the address or network of the proxy in front"
+        )
     if _settings.secret_key is None and _settings.environment != "production":
         # One ephemeral key for all workers (inherited through fork), so a token issued by
         # one worker verifies in the others. Set SECRET_KEY to keep sessions across restarts.
