@@ -674,7 +674,7 @@ def median(values: list[float]) -> float:
 def versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
     for name in [
-        "postkit",
+        "fastapi-postkit",
         "fastapi",
         "starlette",
         "pydantic",

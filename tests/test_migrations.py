@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import zipfile
@@ -35,6 +36,7 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
+from postkit import __version__
 from postkit.db import create_engine_for, normalize_database_url
 from postkit.migrations import (
     BRANCH_LABEL,
@@ -394,38 +396,126 @@ def test_concurrent_upgrades_through_pgbouncer_transaction_mode(pgbouncer_url, t
 # --- Packaging ------------------------------------------------------------------------------------
 
 
-def test_the_wheel_contains_the_migrations(tmp_path):
+DISTRIBUTION = "fastapi-postkit"  # the name on PyPI; `postkit` there is another project
+ARCHIVE_STEM = f"fastapi_postkit-{__version__}"  # the file-name form of the name (PEP 625/427)
+
+
+def package_files() -> list[str]:
+    """What the package must ship besides its modules, relative to src/."""
+    return [
+        "postkit/py.typed",
+        "postkit/migrations/__init__.py",
+        "postkit/migrations/env.py",
+        "postkit/migrations/script.py.mako",
+        *(f"postkit/migrations/versions/{path.name}" for path in VERSIONS_DIR.glob("*.py")),
+    ]
+
+
+@pytest.fixture(scope="module")
+def distributions(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sdist and the wheel built from this checkout as the release does (`python -m build`:
+    the sdist, then the wheel from the sdist), in a directory of their own."""
+    outdir = tmp_path_factory.mktemp("dist")
     # Offline when hatchling is installed (as in the dev venv); otherwise an isolated build.
     isolation = [] if importlib.util.find_spec("hatchling") is None else ["--no-isolation"]
     built = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "build",
-            "--wheel",
-            *isolation,
-            "--outdir",
-            str(tmp_path),
-            str(ROOT),
-        ],
+        [sys.executable, "-m", "build", *isolation, "--outdir", str(outdir), str(ROOT)],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
     assert built.returncode == 0, built.stdout + built.stderr
-    (wheel,) = tmp_path.glob("postkit-*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
-    for expected in [
-        "postkit/py.typed",
-        "postkit/migrations/__init__.py",
-        "postkit/migrations/env.py",
-        "postkit/migrations/script.py.mako",
-        *(f"postkit/migrations/versions/{path.name}" for path in VERSIONS_DIR.glob("*.py")),
-    ]:
+    assert sorted(path.name for path in outdir.iterdir()) == [
+        f"{ARCHIVE_STEM}-py3-none-any.whl",
+        f"{ARCHIVE_STEM}.tar.gz",
+    ]
+    return outdir
+
+
+def test_the_wheel_contains_the_migrations(distributions: Path) -> None:
+    wheel = zipfile.ZipFile(distributions / f"{ARCHIVE_STEM}-py3-none-any.whl")
+    names = set(wheel.namelist())
+    for expected in package_files():
         assert expected in names
     assert "postkit/migrations/versions/postkit_0001_initial.py" in names
-    assert not any("__pycache__" in name for name in names)
+    assert not any("__pycache__" in name or name.endswith(".pyc") for name in names)
+    assert {name.split("/", 1)[0] for name in names} == {"postkit", f"{ARCHIVE_STEM}.dist-info"}
+    metadata = wheel.read(f"{ARCHIVE_STEM}.dist-info/METADATA").decode()
+    assert f"\nName: {DISTRIBUTION}\n" in metadata
+    entry_points = wheel.read(f"{ARCHIVE_STEM}.dist-info/entry_points.txt").decode()
+    assert "postkit = postkit.cli:main" in entry_points
+
+
+def test_the_sdist_contains_the_package_and_its_migrations(distributions: Path) -> None:
+    with tarfile.open(distributions / f"{ARCHIVE_STEM}.tar.gz") as sdist:
+        names = {name.removeprefix(f"{ARCHIVE_STEM}/") for name in sdist.getnames()}
+        pkg_info = sdist.extractfile(f"{ARCHIVE_STEM}/PKG-INFO")
+        assert pkg_info is not None
+        metadata = pkg_info.read().decode()
+    for expected in ["pyproject.toml", "README.md", "LICENSE", "CHANGELOG.md", "PKG-INFO"]:
+        assert expected in names
+    for expected in package_files():
+        assert f"src/{expected}" in names
+    assert not any("__pycache__" in name or name.endswith(".pyc") for name in names)
+    assert not any(name.startswith((".venv", "site/", "dist/", ".nox")) for name in names)
+    assert f"\nName: {DISTRIBUTION}\n" in metadata
+
+
+@pytest.mark.slow
+def test_the_wheel_installs_by_its_distribution_name(distributions: Path, tmp_path: Path) -> None:
+    """`pip install fastapi-postkit` into an empty virtual environment (the dependencies from the
+    package index): `import postkit` and the `postkit` command both come from the wheel."""
+    environment = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(environment)], check=True, timeout=120)
+    bin_dir = environment / ("Scripts" if os.name == "nt" else "bin")
+    python = bin_dir / ("python.exe" if os.name == "nt" else "python")
+    env = {k: v for k, v in clean_env().items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}}
+    # Pinned, so that a same-named release on the index can never stand in for this build.
+    requirement = f"{DISTRIBUTION}=={__version__}"
+    install = [str(python), "-m", "pip", "install", "--quiet", requirement]
+    installed = subprocess.run(
+        [*install, "--find-links", str(distributions)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+        env=env,
+        check=False,
+    )
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+
+    def run(*argv: str | Path) -> str:
+        done = subprocess.run(
+            [str(arg) for arg in argv],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            env=env,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    probe = f"""
+import importlib.metadata as metadata
+import postkit
+print(postkit.__version__)
+print(postkit.__file__)
+print(metadata.distribution({DISTRIBUTION!r}).metadata["Name"])
+print(metadata.packages_distributions()["postkit"])
+"""
+    version, module_file, name, owners = run(python, "-c", probe).splitlines()
+    assert version == __version__
+    assert Path(module_file).is_relative_to(environment)  # the wheel's copy, not this checkout
+    assert name == DISTRIBUTION
+    assert owners == str([DISTRIBUTION])  # nothing else installed claims `import postkit`
+    assert run(bin_dir / "postkit", "--version") == f"postkit {__version__}\n"
+    # The migrations the wheel carries run from where it was installed.
+    database = f"sqlite:///{tmp_path / 'installed.db'}"
+    run(bin_dir / "postkit", "db", "upgrade", "--database-url", database)
+    run(bin_dir / "postkit", "db", "check", "--database-url", database)
 
 
 # --- Composed into a host's own Alembic history (tests/hostapp) -----------------------------------

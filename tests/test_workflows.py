@@ -111,7 +111,7 @@ def nox_sessions() -> set[str]:
 
 def supported_pythons() -> list[str]:
     """The Python versions postkit's classifiers promise, e.g. ["3.10", ..., "3.13"]."""
-    classifiers = importlib.metadata.metadata("postkit").get_all("Classifier") or []
+    classifiers = importlib.metadata.metadata("fastapi-postkit").get_all("Classifier") or []
     found = (re.fullmatch(r"Programming Language :: Python :: (3\.\d+)", c) for c in classifiers)
     return [match.group(1) for match in found if match]
 
