@@ -181,9 +181,13 @@ def test_upgrade_to_an_explicit_revision_and_stamp(empty_database_url, capsys):
     # Stamping records a revision without touching the tables...
     assert set(POSTKIT_TABLES) <= table_names(empty_database_url)
     assert run_sql(empty_database_url, f"SELECT count(*) FROM {VERSION_TABLE}") == [(0,)]
-    # ...so upgrading again fails on the existing tables, with one readable line.
+    # ...so upgrading again would meet the existing tables: refused, with the way out.
     assert main(["db", "upgrade", "--database-url", empty_database_url]) == EXIT_FAILURE
-    assert_one_line_error(capsys.readouterr().err, "database error", "postkit_users")
+    assert_one_line_error(
+        capsys.readouterr().err, "postkit's tables exist", "`postkit db stamp head`"
+    )
+    assert main(["db", "current", "--database-url", empty_database_url]) == EXIT_FAILURE
+    assert_one_line_error(capsys.readouterr().err, "records no revision")
     assert main(["db", "stamp", "head", "--database-url", empty_database_url]) == 0
     assert main(["db", "check", "--database-url", empty_database_url]) == 0
 

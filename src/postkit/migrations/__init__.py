@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from postkit.migrations.composed import (
     HOST_VERSION_TABLE,
+    POSTKIT_MARKER_TABLE,
     DatabaseHistory,
     adopt_standalone_history,
     inspect_history,
@@ -45,6 +46,7 @@ __all__ = [
     "BRANCH_LABEL",
     "HOST_VERSION_TABLE",
     "OPTIONAL_INDEXES",
+    "POSTKIT_MARKER_TABLE",
     "SCRIPT_LOCATION",
     "VERSIONS_DIR",
     "VERSION_LOCATION",
