@@ -7,12 +7,13 @@ A host database can be in one of four states when the host's composed history fi
 has revisions applied there; (c) at the host's own revisions, without postkit's tables; (d)
 already composed.
 
-Alembic handles (a), (c) and (d) by itself. (b) needs one step first, :func:`adopt_standalone_history`:
-postkit's record moves from ``postkit_alembic_version`` into the host's version table, as a
-branch head of its own, and the standalone table is dropped; from then on exactly one history
-governs the database. :func:`run_env`, the body of a host's ``env.py``, takes that step before
-every online command, so the host's own ``alembic upgrade heads`` works from every state;
-:func:`upgrade_composed` takes it too, for hosts that migrate from code.
+Alembic handles (a), (c) and (d) by itself. (b) needs one step first,
+:func:`adopt_standalone_history`: postkit's record moves from ``postkit_alembic_version`` into
+the host's version table, as a branch head of its own, and the standalone table is dropped;
+from then on exactly one history governs the database. :func:`run_env`, the body of a host's
+``env.py``, takes that step before every online command, so the host's own
+``alembic upgrade heads`` works from every state; :func:`upgrade_composed` takes it too, for
+hosts that migrate from code.
 """
 
 from __future__ import annotations
@@ -250,9 +251,7 @@ def upgrade_composed(
     :param version_table: the host's version table, when its ``env.py`` names another.
     """
     refuse_running_loop("upgrade_composed", "upgrade_composed_async")
-    asyncio.run(
-        upgrade_composed_async(config, revision, url=url, version_table=version_table)
-    )
+    asyncio.run(upgrade_composed_async(config, revision, url=url, version_table=version_table))
 
 
 async def upgrade_composed_async(
