@@ -322,3 +322,14 @@ def test_new_revisions_in_a_composed_history(empty_database_url, tmp_path):
     assert reverted.returncode == 0, reverted.stderr
     assert recorded(url) == ["notes_0002"]
     assert run_sql(url, "SELECT username FROM postkit_users") == [("kept",)]
+
+
+def test_standalone_upgrade_refuses_a_composed_database(empty_database_url):
+    """auto_migrate left on after composing: the kit's start-up says what to do instead of
+    failing on postkit's existing tables."""
+    from alembic.util import CommandError
+
+    composed(empty_database_url)
+    with pytest.raises(CommandError, match=r"composed Alembic history \(alembic_version\)"):
+        upgrade(empty_database_url)
+    assert VERSION_TABLE not in table_names(empty_database_url)

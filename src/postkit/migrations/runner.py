@@ -124,13 +124,37 @@ def _unique_statement_name() -> str:
 
 
 async def upgrade_async(url: str, revision: str = "head") -> None:
-    """Apply postkit's migrations up to ``revision`` from inside a running event loop."""
-    await run_alembic(url, command.upgrade, _postkit_revision(revision))
+    """Apply postkit's migrations up to ``revision`` from inside a running event loop.
+
+    :raises alembic.util.CommandError: the database is composed into a host's history (use
+        :func:`upgrade_composed` or ``alembic upgrade heads`` there).
+    """
+    await run_alembic(url, _standalone(command.upgrade), _postkit_revision(revision))
 
 
 async def downgrade_async(url: str, revision: str) -> None:
     """Revert postkit's migrations down to ``revision`` (``"base"`` removes every table)."""
-    await run_alembic(url, command.downgrade, _postkit_revision(revision))
+    await run_alembic(url, _standalone(command.downgrade), _postkit_revision(revision))
+
+
+def _standalone(operation: Callable[..., Any]) -> Callable[..., Any]:
+    """``operation``, refused on a database a host's composed history governs: it would create
+    postkit's tables a second time, or act on a record nobody reads."""
+
+    def guarded(config: Config, *args: Any) -> Any:
+        from postkit.migrations.composed import inspect_history
+
+        history = inspect_history(config.attributes["connection"])
+        if history.composed:
+            tables = ", ".join(history.other_version_tables)
+            raise CommandError(
+                f"postkit's tables here belong to a composed Alembic history ({tables}); "
+                "migrate with it (`alembic upgrade heads` or postkit.migrations.upgrade_composed) "
+                "and turn auto_migrate off"
+            )
+        return operation(config, *args)
+
+    return guarded
 
 
 def upgrade(url: str, revision: str = "head") -> None:
