@@ -291,13 +291,24 @@ def test_new_revisions_in_a_composed_history(empty_database_url, tmp_path):
     assert ambiguous.returncode != 0
     assert "Multiple heads are present" in ambiguous.stdout + ambiguous.stderr
 
+    def autogenerate() -> tuple[Path, str]:
+        """`alembic revision --autogenerate --head notes@head`: the new file and its text."""
+        made = alembic_cli(
+            host,
+            url,
+            "revision",
+            "--autogenerate",
+            "--head",
+            "notes@head",
+            "--rev-id",
+            "notes_0003",
+        )
+        assert made.returncode == 0, made.stderr
+        (generated,) = versions.glob("notes_0003_*.py")
+        return generated, generated.read_text()
+
     # Nothing changed: autogenerate knows postkit's tables and proposes nothing for them.
-    unchanged = alembic_cli(
-        host, url, "revision", "--autogenerate", "--head", "notes@head", "--rev-id", "notes_0003"
-    )
-    assert unchanged.returncode == 0, unchanged.stderr
-    (generated,) = versions.glob("notes_0003_*.py")
-    source = generated.read_text()
+    generated, source = autogenerate()
     assert "down_revision: str | Sequence[str] | None = 'notes_0002'" in source
     assert "postkit_" not in source
     assert source.count("    pass") == 2
@@ -306,12 +317,7 @@ def test_new_revisions_in_a_composed_history(empty_database_url, tmp_path):
     # A unique column: the naming convention names the constraint, so its drop can run.
     models = host / "notesapp" / "models.py"
     models.write_text(models.read_text() + SLUG_COLUMN)
-    slug = alembic_cli(
-        host, url, "revision", "--autogenerate", "--head", "notes@head", "--rev-id", "notes_0003"
-    )
-    assert slug.returncode == 0, slug.stderr
-    (generated,) = versions.glob("notes_0003_*.py")
-    source = generated.read_text()
+    _generated, source = autogenerate()
     assert "uq_notes_slug" in source
     assert "constraint(None" not in source
     assert "postkit_" not in source
