@@ -181,9 +181,13 @@ def test_upgrade_to_an_explicit_revision_and_stamp(empty_database_url, capsys):
     # Stamping records a revision without touching the tables...
     assert set(POSTKIT_TABLES) <= table_names(empty_database_url)
     assert run_sql(empty_database_url, f"SELECT count(*) FROM {VERSION_TABLE}") == [(0,)]
-    # ...so upgrading again fails on the existing tables, with one readable line.
+    # ...so upgrading again would meet the existing tables: refused, with the way out.
     assert main(["db", "upgrade", "--database-url", empty_database_url]) == EXIT_FAILURE
-    assert_one_line_error(capsys.readouterr().err, "database error", "postkit_users")
+    assert_one_line_error(
+        capsys.readouterr().err, "postkit's tables exist", "`postkit db stamp head`"
+    )
+    assert main(["db", "current", "--database-url", empty_database_url]) == EXIT_FAILURE
+    assert_one_line_error(capsys.readouterr().err, "records no revision")
     assert main(["db", "stamp", "head", "--database-url", empty_database_url]) == 0
     assert main(["db", "check", "--database-url", empty_database_url]) == 0
 
@@ -316,3 +320,61 @@ def test_missing_action_is_a_usage_error(capsys):
         main(["db"])
     assert exit_info.value.code == EXIT_USAGE
     assert "ACTION" in capsys.readouterr().err
+
+
+# --- A database composed into a host's history --------------------------------------------------
+
+NOTES_HOST_INI = (
+    Path(__file__).resolve().parent.parent / "docs/examples/migrations_host/alembic.ini"
+)
+
+
+@pytest.mark.parametrize("stale_table", [False, True], ids=["composed", "with_stale_table"])
+def test_a_composed_database_is_refused_with_advice(empty_database_url, capsys, stale_table):
+    """postkit db reads postkit_alembic_version only: on a composed database it says what to run
+    instead of reporting "(none)" or creating postkit's tables a second time."""
+    from alembic.config import Config
+
+    from postkit.migrations import upgrade_composed
+
+    config = Config(str(NOTES_HOST_INI))
+    if not stale_table:
+        upgrade_composed(config, url=empty_database_url)
+    else:
+        # The issue's workaround on a host without a revision that needs postkit yet:
+        # `alembic stamp postkit_0001` after auto_migrate, then `upgrade heads`, which left
+        # postkit_alembic_version behind and recorded postkit_0001 in alembic_version.
+        upgrade_composed(config, "notes_0001", url=empty_database_url)
+        upgrade_composed(config, "postkit@head", url=empty_database_url)
+        run_sql(
+            empty_database_url,
+            f"CREATE TABLE {VERSION_TABLE} (version_num VARCHAR(32) NOT NULL PRIMARY KEY)",
+            f"INSERT INTO {VERSION_TABLE} (version_num) VALUES ('postkit_0001')",
+        )
+    url = ["--database-url", empty_database_url]
+    for action, advice in [
+        (["current"], "`alembic current`"),
+        (["upgrade"], "`alembic upgrade heads` or postkit.migrations.upgrade_composed()"),
+        (["check"], "`alembic check`"),
+        (["downgrade", "base"], "`alembic downgrade postkit@REV`"),
+        (["stamp", "head"], "`alembic stamp REV`"),
+    ]:
+        assert main(["db", *action, *url]) == EXIT_FAILURE, action
+        out, err = capsys.readouterr()
+        assert "(none)" not in out
+        assert_one_line_error(err, "composed Alembic history", "alembic_version", advice)
+    assert set(POSTKIT_TABLES) <= table_names(empty_database_url)  # nothing was touched
+
+
+def test_current_on_a_composed_database_as_a_process(empty_database_url, tmp_path):
+    from alembic.config import Config
+
+    from postkit.migrations import upgrade_composed
+
+    upgrade_composed(Config(str(NOTES_HOST_INI)), url=empty_database_url)
+    result = postkit(
+        "db", "current", cwd=tmp_path, env={"POSTKIT_DATABASE_URL": empty_database_url}
+    )
+    assert result.returncode == EXIT_FAILURE
+    assert result.stdout == ""
+    assert_one_line_error(result.stderr, "notes_0002", "`alembic current`")

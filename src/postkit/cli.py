@@ -11,6 +11,9 @@
     postkit plugins               installed plugins and the hooks each implements
     postkit --version
 
+These commands work on postkit's standalone history only. On a database whose postkit tables are
+governed by a host's composed Alembic history they refuse (exit 1) and say what to run instead.
+
 The database comes from ``--database-url``, else ``POSTKIT_DATABASE_URL`` (environment, then a
 ``.env`` file in the working directory), else postkit's embedded SQLite default: exactly the URL a
 ``PostKit`` built from ``PostKitSettings()`` would use. ``DATABASE_URL`` is deliberately not read,
@@ -168,13 +171,15 @@ def _move(args: argparse.Namespace) -> None:
     from alembic import command
 
     url, config = _prepare(args, revision=args.revision)
-    _run(url, config, getattr(command, args.db_command), args.revision)
+    action = args.db_command
+    _run(url, config, _standalone_only(action, getattr(command, action)), args.revision)
     _report_current(url, config)
 
 
 def _current(args: argparse.Namespace) -> None:
     url, config = _prepare(args)
-    for line in _run(url, config, _describe_current, verbose=args.verbose):
+    describe = _standalone_only("current", _describe_current)
+    for line in _run(url, config, describe, verbose=args.verbose):
         config.print_stdout(line)
 
 
@@ -190,7 +195,7 @@ def _history(args: argparse.Namespace) -> None:
 
 def _check(args: argparse.Namespace) -> None:
     url, config = _prepare(args)
-    _run(url, config, _check_schema)
+    _run(url, config, _standalone_only("check", _check_schema))
 
 
 def _check_schema(config: Config) -> None:
@@ -328,13 +333,16 @@ def _describe_current(config: Config, *, verbose: bool = False) -> list[str]:
     """Lines describing the revision(s) recorded in postkit's version table (runs in the env)."""
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
+    from sqlalchemy import inspect
 
-    from postkit.migrations import VERSION_TABLE
+    from postkit.migrations import POSTKIT_MARKER_TABLE, VERSION_TABLE
 
     connection = config.attributes["connection"]
     context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
     heads = context.get_current_heads()
     if not heads:
+        if inspect(connection).has_table(POSTKIT_MARKER_TABLE):
+            return ["(none): postkit's tables exist but no revision is recorded"]
         return ["(none): postkit's tables are not installed"]
     script = ScriptDirectory.from_config(config)
     lines = []
@@ -342,6 +350,47 @@ def _describe_current(config: Config, *, verbose: bool = False) -> list[str]:
         revision = script.get_revision(head)
         lines.append(revision.cmd_format(verbose) if revision is not None else head)
     return lines
+
+
+# What a host runs instead of `postkit db ACTION` on a composed database.
+_COMPOSED_ALTERNATIVE = {
+    "upgrade": "`alembic upgrade heads` or postkit.migrations.upgrade_composed()",
+    "downgrade": "`alembic downgrade postkit@REV` (after your own revisions that need it)",
+    "stamp": "`alembic stamp REV`",
+    "check": "`alembic check`",
+    "current": "`alembic current`",
+}
+
+
+def _standalone_only(action: str, operation: Callable[..., Any]) -> Callable[..., Any]:
+    """``operation``, run only when postkit's standalone record governs the database.
+
+    Otherwise it would act on the wrong record: create postkit's tables a second time, report
+    "(none)" for tables that exist, or write a record the host's history does not read.
+    """
+
+    def guarded(config: Config, *args: Any, **kwargs: Any) -> Any:
+        from postkit.migrations import VERSION_TABLE, inspect_history
+
+        history = inspect_history(config.attributes["connection"])
+        if history.composed:
+            recorded = "; ".join(
+                f"{table}: {', '.join(revisions) or 'empty'}"
+                for table, revisions in history.other_version_tables.items()
+            )
+            raise CommandFailed(
+                f"postkit's tables here belong to a composed Alembic history ({recorded}), "
+                f"which `postkit db` does not manage; run {_COMPOSED_ALTERNATIVE[action]} with "
+                "the host's Alembic configuration instead"
+            )
+        if history.unrecorded and action != "stamp":
+            raise CommandFailed(
+                f"postkit's tables exist but {VERSION_TABLE} records no revision; if they are "
+                "at postkit's head, record that with `postkit db stamp head`"
+            )
+        return operation(config, *args, **kwargs)
+
+    return guarded
 
 
 def _report_current(url: str, config: Config) -> None:

@@ -1,9 +1,8 @@
 """Apply the host's composed history (its revisions and postkit's) from code.
 
-``postkit.migrations.run_alembic`` runs any Alembic command on one connection inside one
-transaction and, on PostgreSQL, holds postkit's advisory lock first: several workers starting
-together migrate one after the other and all succeed. The host's ``env.py`` uses the connection
-it is handed (``config.attributes["connection"]``).
+``upgrade_composed_async`` runs on one connection inside one transaction and, on PostgreSQL,
+holds postkit's advisory lock first: several workers starting together migrate one after the
+other and all succeed. A database that postkit migrated on its own is adopted first.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from pathlib import Path
 
 from alembic.config import Config
 
-from postkit.migrations import run_alembic, upgrade_composed
+from postkit.migrations import upgrade_composed_async
 
 ALEMBIC_INI = Path(__file__).resolve().parent / "alembic.ini"
 
@@ -22,6 +21,5 @@ def host_alembic_config() -> Config:
 
 
 async def migrate(database_url: str, revision: str = "heads") -> None:
-    """Upgrade every branch (the host's and postkit's) to ``revision``, first adopting a
-    database that postkit migrated on its own (``postkit db upgrade``)."""
-    await run_alembic(database_url, upgrade_composed, revision, config=host_alembic_config())
+    """Upgrade every branch (the host's and postkit's) to ``revision``."""
+    await upgrade_composed_async(host_alembic_config(), revision, url=database_url)

@@ -16,7 +16,7 @@ from alembic import command
 from alembic.config import Config
 
 from app.settings import AppSettings
-from postkit.migrations import VERSION_LOCATION, run_alembic, upgrade_composed
+from postkit.migrations import VERSION_LOCATION, run_alembic, upgrade_composed_async
 
 APP_DIR = Path(__file__).resolve().parent
 ALEMBIC_INI = APP_DIR.parent / "alembic.ini"
@@ -42,7 +42,7 @@ async def migrate_async(database_url: str, revision: str = "heads") -> None:
     A database postkit migrated on its own (``postkit db upgrade``) is adopted first: its
     record moves into this history instead of postkit's tables being created again.
     """
-    await run_alembic(database_url, upgrade_composed, revision, config=alembic_config())
+    await upgrade_composed_async(alembic_config(), revision, url=database_url)
 
 
 def migrate(database_url: str, revision: str = "heads") -> None:

@@ -1,0 +1,1 @@
+"""A small host app with an Alembic history of its own that predates postkit."""
