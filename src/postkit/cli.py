@@ -248,7 +248,7 @@ def _prepare(args: argparse.Namespace, *, revision: str | None = None) -> tuple[
 
 
 def _database_url(option: str | None) -> str:
-    from postkit.db import normalize_database_url
+    from postkit.urls import normalize_database_url
 
     if option is not None:
         source, raw = "--database-url", option

@@ -30,7 +30,6 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Connection, MetaData, inspect, text
 
-from postkit.db import normalize_database_url
 from postkit.migrations.runner import (
     OPTIONAL_INDEXES,
     VERSION_TABLE,
@@ -38,6 +37,7 @@ from postkit.migrations.runner import (
     refuse_running_loop,
     run_alembic,
 )
+from postkit.urls import normalize_database_url
 
 __all__ = [
     "HOST_VERSION_TABLE",

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from postkit.db import normalize_database_url
+from postkit.urls import normalize_database_url
 
 SCRIPT_LOCATION = "postkit:migrations"
 VERSION_LOCATION = "postkit:migrations/versions"
