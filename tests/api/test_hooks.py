@@ -3,35 +3,16 @@ docs/examples, sync and async implementations, refusals, ordering, failures and 
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import make_post
 from sqlalchemy import func, select
 
 from postkit import PostKitError, PostRejected, VoteRejected, hookimpl
 from postkit.models import Post, Vote
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
-
-
-def load_example(name: str) -> ModuleType:
-    """Import ``docs/examples/<name>.py`` (the files the hooks page includes)."""
-    module_name = f"postkit_docs_example_{name}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, EXAMPLES / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.support.api import make_post
+from tests.support.examples import load_example
 
 
 async def count_rows(client: Any, model: Any) -> int:

@@ -4,11 +4,11 @@
 
 from typing import Annotated, Any
 
-from conftest import make_post
 from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postkit import Post, PostKitError, User, hookimpl
+from tests.support.api import make_post
 
 
 class HideTitled:

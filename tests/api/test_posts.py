@@ -8,11 +8,11 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import make_post
 from sqlalchemy import event, func, select, text
 
 from postkit.models import Post, User, Vote
 from postkit.services.votes import withdraw_all_votes
+from tests.support.api import make_post
 
 
 async def feed(client: Any, user: Any | None = None, **params: Any) -> httpx.Response:

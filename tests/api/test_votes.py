@@ -10,10 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import make_post
 from sqlalchemy import select
 
 from postkit.models import Post, Vote
+from tests.support.api import make_post
 
 
 async def stored_state(client: Any, post_id: int) -> tuple[int, int]:

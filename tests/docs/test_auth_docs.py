@@ -3,12 +3,8 @@
 No ``from __future__ import annotations`` here: FastAPI must resolve the route annotations below.
 """
 
-import importlib.util
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
-from types import ModuleType
 from typing import Annotated, Any
 
 import httpx
@@ -16,21 +12,9 @@ import pytest
 from fastapi import Depends, FastAPI
 
 from postkit import PostKit, PostKitSettings, User
+from tests.support.examples import load_example as example
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
 PASSWORD = "correct horse battery staple"
-
-
-def example(name: str) -> ModuleType:
-    """Import ``docs/examples/<name>.py``."""
-    module_name = f"postkit_docs_{name}"
-    spec = importlib.util.spec_from_file_location(module_name, EXAMPLES / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @asynccontextmanager

@@ -4,7 +4,6 @@ run, and it renders in a real browser (as does the reference app's offline /docs
 from __future__ import annotations
 
 import html
-import importlib.util
 import os
 import re
 import shutil
@@ -15,9 +14,12 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from liveserver import EXAMPLE_DIR, ROOT, clean_env, free_port, live_process
 
 from postkit import PostKitSettings
+from tests.support.examples import load_module
+from tests.support.paths import EXAMPLE_DIR, ROOT
+from tests.support.ports import free_port
+from tests.support.servers import clean_env, live_process
 
 DOCS = ROOT / "docs"
 EXAMPLES = DOCS / "examples"
@@ -46,14 +48,7 @@ def page_text(site: Path, page: str) -> str:
 
 
 def settings_table_hook() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "settings_table", DOCS / "hooks" / "settings_table.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(DOCS / "hooks" / "settings_table.py", "settings_table")
 
 
 def test_site_has_every_page(site: Path) -> None:

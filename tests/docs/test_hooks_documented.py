@@ -15,10 +15,9 @@ import pytest
 
 from postkit import hookspecs
 from postkit.hookspecs import PROJECT_NAME
+from tests.support.paths import ROOT, TESTS_DIR
 
-ROOT = Path(__file__).resolve().parent.parent
 HOOKS_PAGE = ROOT / "docs" / "hooks.md"
-TESTS = Path(__file__).resolve().parent
 EXAMPLES = ROOT / "docs" / "examples"
 
 
@@ -94,13 +93,13 @@ def test_hook_has_a_section_in_the_hooks_page(name):
 def hooks_implemented_by_tests() -> frozenset[str]:
     """Hooks implemented in test modules, or in example plugins that a test module names."""
     tested: set[str] = set()
-    for path in TESTS.glob("test_*.py"):
+    for path in TESTS_DIR.rglob("test_*.py"):
         if path.name != Path(__file__).name:
             tested |= implemented_in(path)
     used_examples = {
         path.stem
         for path in EXAMPLES.glob("plugin_*.py")
-        if any(path.stem in test.read_text() for test in TESTS.glob("test_*.py"))
+        if any(path.stem in test.read_text() for test in TESTS_DIR.rglob("test_*.py"))
     }
     for stem in used_examples:
         tested |= implemented_in(EXAMPLES / f"{stem}.py")
@@ -117,5 +116,5 @@ def test_every_example_plugin_is_shown_and_run(path):
     relative = path.relative_to(ROOT).as_posix()
     pages = "\n".join(page.read_text() for page in (ROOT / "docs").glob("*.md"))
     assert f'--8<-- "{relative}"' in pages, f"{relative} is not included in any docs page"
-    run_by = [test.name for test in TESTS.glob("test_*.py") if path.stem in test.read_text()]
+    run_by = [test.name for test in TESTS_DIR.rglob("test_*.py") if path.stem in test.read_text()]
     assert [name for name in run_by if name != Path(__file__).name], f"no test runs {relative}"

@@ -9,13 +9,19 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import POSTKIT_TABLES, postgres_server_url, require_postgres, run_sql, table_names
-from liveserver import clean_env
 from sqlalchemy.engine import make_url
 
 from postkit import __version__
 from postkit.cli import EXIT_FAILURE, EXIT_USAGE, main
 from postkit.migrations import VERSION_TABLE, upgrade
+from tests.support.databases import (
+    POSTKIT_TABLES,
+    postgres_server_url,
+    require_postgres,
+    run_sql,
+    table_names,
+)
+from tests.support.servers import clean_env
 
 
 def postkit(

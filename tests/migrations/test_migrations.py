@@ -14,23 +14,12 @@ import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from conftest import (
-    POSTKIT_TABLES,
-    create_postgres_database,
-    drop_postgres_database,
-    postgres_server_url,
-    require_postgres,
-    run_sql,
-    table_names,
-)
-from liveserver import clean_env
 from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
@@ -46,8 +35,18 @@ from postkit.migrations import (
     upgrade,
     upgrade_async,
 )
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.databases import (
+    POSTKIT_TABLES,
+    create_postgres_database,
+    drop_postgres_database,
+    postgres_server_url,
+    require_postgres,
+    run_sql,
+    table_names,
+)
+from tests.support.examples import load_module
+from tests.support.paths import ROOT
+from tests.support.servers import clean_env
 
 
 def revisions_oldest_first() -> list[str]:
@@ -569,18 +568,9 @@ def test_host_picks_up_a_later_postkit_revision(empty_database_url, monkeypatch,
     assert table_names(empty_database_url) <= {"alembic_version"}
 
 
-def load_file(path: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 async def test_host_migrates_from_code_under_postkits_lock(empty_database_url):
     """tests/hostapp/migrate.py: the composed history through run_alembic, in a running loop."""
-    migrate = load_file(HOSTAPP / "migrate.py", "hostapp_migrate").migrate
+    migrate = load_module(HOSTAPP / "migrate.py", "hostapp_migrate").migrate
     await migrate(empty_database_url)
     await migrate(empty_database_url)  # a second worker finds nothing to do
     engine = create_engine_for(normalize_database_url(empty_database_url))
@@ -600,7 +590,7 @@ async def test_host_migrates_from_code_under_postkits_lock(empty_database_url):
 def test_host_adopts_a_database_postkit_migrated_on_its_own(empty_database_url):
     """`postkit db upgrade` first, the host's composed history later: postkit's tables are kept
     (with their rows), its record moves into the host's history, and one history governs."""
-    host_migrate = load_file(HOSTAPP / "migrate.py", "hostapp_migrate_adopt").migrate
+    host_migrate = load_module(HOSTAPP / "migrate.py", "hostapp_migrate_adopt").migrate
     upgrade(empty_database_url)  # postkit alone, as `postkit db upgrade` does
     run_sql(
         empty_database_url,
@@ -648,7 +638,7 @@ async def test_lifespan_example_migrates_then_serves(
 ):
     import httpx
 
-    create_app = load_file(EXAMPLES / "migrations_lifespan.py", "migrations_lifespan").create_app
+    create_app = load_module(EXAMPLES / "migrations_lifespan.py", "migrations_lifespan").create_app
     app = create_app(settings_factory(database_url=empty_database_url))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

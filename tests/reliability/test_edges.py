@@ -12,14 +12,17 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from conftest import KitClient
-from conftest import TestUser as KitUser
-from reliability_support import free_port, serve, server_env, uvicorn_command
+
+from tests.support.api import KitClient
+from tests.support.api import TestUser as KitUser
+from tests.support.databases import migrated_database
+from tests.support.ports import free_port
+from tests.support.servers import LiveProcess, serve, server_env, uvicorn_command
 
 BODY_LIMIT = 4096
 NESTING = 100_000
@@ -426,7 +429,8 @@ def _chunked(body: bytes, size: int = 8192) -> bytes:
 
 async def _token_for_server(url: str) -> str:
     import httpx
-    from reliability_support import register
+
+    from tests.support.api import register
 
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
         account = await register(client)
@@ -437,112 +441,154 @@ async def _token_for_server(url: str) -> str:
         return account.headers["Authorization"]
 
 
-def test_real_server_survives_hostile_requests(database_url: str, tmp_path: Path) -> None:
+JSON = b"Content-Type: application/json"
+NESTED = b"[" * NESTING + b"]" * NESTING
+OVERSIZED = b"x" * (BODY_LIMIT * 10)
+
+# Raw requests and the statuses each may get; ``None``: the server closed without answering.
+# Each builder takes the ``Authorization`` header line of a real account.
+HOSTILE_REQUESTS = [
+    pytest.param(
+        lambda auth: _request("GET", b"/posts?search=" + b"a" * 200_000, [auth]),
+        {400, 414, 422, 431, None},
+        id="huge query string",
+    ),
+    pytest.param(
+        lambda auth: _request("GET", b"/posts?search=\xff\xfe%ff", [auth]),
+        {200, 400, 422, None},
+        id="raw invalid utf-8 in the query",
+    ),
+    pytest.param(
+        lambda auth: _request("GET", b"/posts/\xff", [auth]),
+        {400, 404, 422, None},
+        id="raw invalid utf-8 in the path",
+    ),
+    pytest.param(
+        lambda auth: _request("GET", b"/posts/%ff%00", [auth]),
+        {400, 404, 422},
+        id="percent-encoded junk path",
+    ),
+    pytest.param(
+        lambda auth: _request("GET", b"/posts", [b"Authorization: Bearer " + b"a" * 60_000]),
+        {400, 401, 431, None},
+        id="huge authorization header",
+    ),
+    pytest.param(
+        lambda auth: _request(
+            "GET", b"/posts", [auth] + [b"X-Junk-%d: v" % i for i in range(3000)]
+        ),
+        {200, 400, 431, None},
+        id="thousands of headers",
+    ),
+    pytest.param(
+        lambda auth: _request("GET", b"/users/me", [b"Authorization: Bearer \xff\xfe\x80"]),
+        {400, 401, None},
+        id="non-ascii authorization",
+    ),
+    pytest.param(
+        lambda auth: _request("POST", b"/posts", [auth, JSON], OVERSIZED),
+        {413},
+        id="oversized body, declared",
+    ),
+    pytest.param(
+        lambda auth: _request("POST", b"/posts", [auth, JSON, b"Content-Length: 999999999"]),
+        {413},
+        id="oversized body, declared but never sent",
+    ),
+    pytest.param(
+        lambda auth: _request(
+            "POST", b"/posts", [auth, JSON, b"Transfer-Encoding: chunked"], _chunked(OVERSIZED)
+        ),
+        {413},
+        id="oversized body, chunked",
+    ),
+    pytest.param(
+        lambda auth: _request("POST", b"/users", [JSON], OVERSIZED),
+        {413},
+        id="oversized registration",
+    ),
+    pytest.param(
+        lambda auth: _request("POST", b"/users", [JSON], NESTED),
+        {413, 422},
+        id="deeply nested json",
+    ),
+    pytest.param(
+        lambda auth: _request("POST", b"/vote", [auth, JSON], b"[" * 2000 + b"]" * 2000),
+        {422},
+        id="deeply nested json within the limit",
+    ),
+    pytest.param(
+        lambda auth: _request(
+            "POST", b"/posts", [auth, JSON], b'{"title": "\xff", "content": "x"}'
+        ),
+        {422},
+        id="invalid utf-8 json",
+    ),
+    pytest.param(
+        lambda auth: _request("POST", b"/posts", [auth, JSON, b"Content-Length: abc"], b"{}"),
+        {400, None},
+        id="garbage content-length",
+    ),
+    pytest.param(
+        lambda auth: _request(
+            "POST", b"/posts", [auth, JSON, b"Transfer-Encoding: gzip, chunked"], b"zz\r\n"
+        ),
+        {400, 422, 501, None},
+        id="bad transfer-encoding",
+    ),
+    pytest.param(
+        lambda auth: _request(
+            "POST",
+            b"/posts",
+            [auth, JSON, b"Content-Length: 4", b"Transfer-Encoding: chunked"],
+            b"0\r\n\r\n",
+        ),
+        {400, 422, None},
+        id="request smuggling attempt",
+    ),
+    pytest.param(
+        lambda auth: b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,
+        {400, None},
+        id="http/0.9 garbage",
+    ),
+]
+
+
+@dataclass
+class HostileTarget:
+    server: LiveProcess
+    port: int
+    auth: bytes  # the ``Authorization`` header line of a real account
+
+
+@pytest.fixture(scope="module")
+def hostile_target(
+    backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HostileTarget]:
+    """One uvicorn server for all the hostile requests; when they are done, it must still serve
+    and must have logged no traceback."""
+    directory = tmp_path_factory.mktemp("hostile")
     port = free_port()
-    env = server_env(database_url, max_body_bytes=BODY_LIMIT, database_pool_size=2)
-    with serve(uvicorn_command(port), env=env, log_dir=tmp_path, port=port) as server:
-        authorization = asyncio.run(_token_for_server(server.url))
-        auth = b"Authorization: " + authorization.encode()
-        json_type = b"Content-Type: application/json"
-        nested = b"[" * NESTING + b"]" * NESTING
-        cases: dict[str, tuple[bytes, set[int | None]]] = {
-            "huge query string": (
-                _request("GET", b"/posts?search=" + b"a" * 200_000, [auth]),
-                {400, 414, 422, 431, None},
-            ),
-            "raw invalid utf-8 in the query": (
-                _request("GET", b"/posts?search=\xff\xfe%ff", [auth]),
-                {200, 400, 422, None},
-            ),
-            "raw invalid utf-8 in the path": (
-                _request("GET", b"/posts/\xff", [auth]),
-                {400, 404, 422, None},
-            ),
-            "percent-encoded junk path": (
-                _request("GET", b"/posts/%ff%00", [auth]),
-                {400, 404, 422},
-            ),
-            "huge authorization header": (
-                _request("GET", b"/posts", [b"Authorization: Bearer " + b"a" * 60_000]),
-                {400, 401, 431, None},
-            ),
-            "thousands of headers": (
-                _request("GET", b"/posts", [auth] + [b"X-Junk-%d: v" % i for i in range(3000)]),
-                {200, 400, 431, None},
-            ),
-            "non-ascii authorization": (
-                _request("GET", b"/users/me", [b"Authorization: Bearer \xff\xfe\x80"]),
-                {400, 401, None},
-            ),
-            "oversized body, declared": (
-                _request("POST", b"/posts", [auth, json_type], b"x" * (BODY_LIMIT * 10)),
-                {413},
-            ),
-            "oversized body, declared but never sent": (
-                _request("POST", b"/posts", [auth, json_type, b"Content-Length: 999999999"]),
-                {413},
-            ),
-            "oversized body, chunked": (
-                _request(
-                    "POST",
-                    b"/posts",
-                    [auth, json_type, b"Transfer-Encoding: chunked"],
-                    _chunked(b"x" * (BODY_LIMIT * 10)),
-                ),
-                {413},
-            ),
-            "oversized registration": (
-                _request("POST", b"/users", [json_type], b"x" * (BODY_LIMIT * 10)),
-                {413},
-            ),
-            "deeply nested json": (_request("POST", b"/users", [json_type], nested), {413, 422}),
-            "deeply nested json within the limit": (
-                _request("POST", b"/vote", [auth, json_type], b"[" * 2000 + b"]" * 2000),
-                {422},
-            ),
-            "invalid utf-8 json": (
-                _request(
-                    "POST", b"/posts", [auth, json_type], b'{"title": "\xff", "content": "x"}'
-                ),
-                {422},
-            ),
-            "garbage content-length": (
-                _request("POST", b"/posts", [auth, json_type, b"Content-Length: abc"], b"{}"),
-                {400, None},
-            ),
-            "bad transfer-encoding": (
-                _request(
-                    "POST",
-                    b"/posts",
-                    [auth, json_type, b"Transfer-Encoding: gzip, chunked"],
-                    b"zz\r\n",
-                ),
-                {400, 422, 501, None},
-            ),
-            "request smuggling attempt": (
-                _request(
-                    "POST",
-                    b"/posts",
-                    [auth, json_type, b"Content-Length: 4", b"Transfer-Encoding: chunked"],
-                    b"0\r\n\r\n",
-                ),
-                {400, 422, None},
-            ),
-            "http/0.9 garbage": (
-                b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,
-                {400, None},
-            ),
-        }
-        failures = []
-        for name, (payload, allowed) in cases.items():
-            status, seconds = _raw_exchange(port, payload)
-            if status not in allowed or seconds > 10:
-                failures.append(
-                    f"{name}: status {status} after {seconds:.1f} s (allowed {allowed})"
-                )
-        assert not failures, "\n".join(failures) + "\n" + server.log[-3000:]
-        # Still serving, and nothing crashed on the way.
-        status, _ = _raw_exchange(port, _request("GET", b"/users/me", [auth]))
-        assert status == 200
-        assert "Traceback" not in server.log, server.log[-5000:]
-        assert "Exception in ASGI application" not in server.log, server.log[-5000:]
+    with migrated_database(backend, directory, "postkit_hostile") as database_url:
+        env = server_env(database_url, max_body_bytes=BODY_LIMIT, database_pool_size=2)
+        with serve(uvicorn_command(port), env=env, log_dir=directory, port=port) as server:
+            authorization = asyncio.run(_token_for_server(server.url))
+            auth = b"Authorization: " + authorization.encode()
+            yield HostileTarget(server, port, auth)
+            # Still serving, and nothing crashed on the way.
+            status, _ = _raw_exchange(port, _request("GET", b"/users/me", [auth]))
+            assert status == 200
+            assert "Traceback" not in server.log, server.log[-5000:]
+            assert "Exception in ASGI application" not in server.log, server.log[-5000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("build", "allowed"), HOSTILE_REQUESTS)
+def test_real_server_survives_hostile_requests(
+    hostile_target: HostileTarget, build: Callable[[bytes], bytes], allowed: set[int | None]
+) -> None:
+    status, seconds = _raw_exchange(hostile_target.port, build(hostile_target.auth))
+    assert status in allowed, (
+        f"status {status} (allowed {allowed})\n{hostile_target.server.log[-3000:]}"
+    )
+    assert seconds <= 10, f"answered after {seconds:.1f} s"

@@ -15,21 +15,13 @@ from pathlib import Path
 import httpx
 import pytest
 import schemathesis
-from conftest import create_postgres_database, drop_postgres_database
 from hypothesis import HealthCheck, settings
-from reliability_support import (
-    PASSWORD,
-    Account,
-    Server,
-    free_port,
-    register,
-    serve,
-    server_env,
-    uvicorn_command,
-)
 from schemathesis import checks as st_checks
 
-from postkit.migrations import upgrade
+from tests.support.api import TEST_PASSWORD, TestUser, register
+from tests.support.databases import migrated_database
+from tests.support.ports import free_port
+from tests.support.servers import LiveProcess, serve, server_env, uvicorn_command
 
 EXAMPLES_PER_OPERATION = 40
 # Operations that revoke the caller's tokens or change the account: run with a throwaway login.
@@ -39,7 +31,7 @@ SESSION_ENDING = {("POST", "/logout"), ("POST", "/logout/all"), ("PATCH", "/user
 class FuzzTarget:
     """The server under test and the credentials the cases use."""
 
-    def __init__(self, server: Server, main: Account, spare: Account) -> None:
+    def __init__(self, server: LiveProcess, main: TestUser, spare: TestUser) -> None:
         self.server = server
         self.main = main
         self.spare = spare
@@ -49,14 +41,14 @@ class FuzzTarget:
             return self.main.headers
         response = httpx.post(
             f"{self.server.url}/login",
-            data={"username": f"{self.spare.username}@example.com", "password": PASSWORD},
+            data={"username": f"{self.spare.username}@example.com", "password": TEST_PASSWORD},
             timeout=30,
         )
         assert response.status_code == 200, response.text
         return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
-async def _seed(url: str) -> tuple[Account, Account]:
+async def _seed(url: str) -> tuple[TestUser, TestUser]:
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         main = await register(http)
         spare = await register(http)
@@ -70,18 +62,8 @@ async def _seed(url: str) -> tuple[Account, Account]:
 
 @pytest.fixture(scope="module")
 def fuzz_database(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if backend == "sqlite":
-        path = tmp_path_factory.mktemp("fuzz") / "fuzz.db"
-        url = f"sqlite+aiosqlite:///{path}"
-        upgrade(url)
+    with migrated_database(backend, tmp_path_factory.mktemp("fuzz"), "postkit_fuzz") as url:
         yield url
-        return
-    url = create_postgres_database("postkit_fuzz")
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        drop_postgres_database(url)
 
 
 @pytest.fixture(scope="module")

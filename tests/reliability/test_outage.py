@@ -17,12 +17,18 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from conftest import create_postgres_database, drop_postgres_database, require_postgres
-from reliability_support import Account, free_port, register, serve, server_env, uvicorn_command
 from sqlalchemy.engine import make_url
-from tcp_proxy import TcpProxy
 
 from postkit.migrations import upgrade
+from tests.support.api import TestUser, register
+from tests.support.databases import (
+    create_postgres_database,
+    drop_postgres_database,
+    require_postgres,
+)
+from tests.support.ports import free_port
+from tests.support.servers import serve, server_env, uvicorn_command
+from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.postgres_only
 
@@ -67,7 +73,7 @@ def proxied_database() -> Iterator[tuple[str, str, TcpProxy]]:
 
 
 async def _writer(
-    http: httpx.AsyncClient, account: Account, ledger: Ledger, stop: asyncio.Event, tag: str
+    http: httpx.AsyncClient, account: TestUser, ledger: Ledger, stop: asyncio.Event, tag: str
 ) -> None:
     """Create posts, read them back, in a loop, recording what was acknowledged."""
     n = 0
@@ -96,7 +102,7 @@ async def _writer(
 
 
 async def _phase(
-    url: str, accounts: list[Account], ledger: Ledger, seconds: float, tag: str
+    url: str, accounts: list[TestUser], ledger: Ledger, seconds: float, tag: str
 ) -> None:
     stop = asyncio.Event()
     async with httpx.AsyncClient(base_url=url, timeout=PROMPT + 20) as http:
@@ -109,7 +115,7 @@ async def _phase(
         await asyncio.gather(*tasks)
 
 
-async def _wait_until_healthy(url: str, account: Account, timeout: float = 30.0) -> float:
+async def _wait_until_healthy(url: str, account: TestUser, timeout: float = 30.0) -> float:
     """Seconds until the server answers a database-backed request with 200 again."""
     started = time.monotonic()
     async with httpx.AsyncClient(base_url=url, timeout=PROMPT + 20) as http:

@@ -22,24 +22,18 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from conftest import (
+from sqlalchemy.engine import make_url
+
+from postkit.migrations import upgrade
+from tests.support.api import TestUser, register
+from tests.support.databases import (
     create_postgres_database,
     drop_postgres_database,
     postgres_server_url,
     require_postgres,
 )
-from reliability_support import (
-    Account,
-    free_port,
-    gunicorn_command,
-    register,
-    serve,
-    server_env,
-    stop,
-)
-from sqlalchemy.engine import make_url
-
-from postkit.migrations import upgrade
+from tests.support.ports import free_port
+from tests.support.servers import gunicorn_command, serve, server_env, stop_process
 
 pytestmark = pytest.mark.postgres_only
 
@@ -109,7 +103,7 @@ def pgbouncer() -> Iterator[str]:
                 time.sleep(0.1)
         yield f"postgresql://{user}@127.0.0.1:{port}"
     finally:
-        stop(process)  # type: ignore[arg-type]
+        stop_process(process)  # type: ignore[arg-type]
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -136,7 +130,7 @@ async def _load(url: str, *, clients: int = 12) -> list[int]:
             statuses.append(response.status_code)
             return response
 
-        accounts: list[Account] = list(
+        accounts: list[TestUser] = list(
             await asyncio.gather(*(register(http) for _ in range(clients)))
         )
         posts: list[int] = []
@@ -149,7 +143,7 @@ async def _load(url: str, *, clients: int = 12) -> list[int]:
             assert created.status_code == 201, created.text
             posts.append(created.json()["id"])
 
-        async def session(account: Account) -> None:
+        async def session(account: TestUser) -> None:
             for _ in range(12):
                 post = rng.choice(posts)
                 action = rng.randrange(6)

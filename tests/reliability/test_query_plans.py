@@ -13,7 +13,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-from conftest import TEST_SECRET, create_postgres_database, drop_postgres_database, require_postgres
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -22,6 +21,12 @@ from postkit import PostKit, PostKitSettings
 from postkit.migrations import upgrade_async
 from postkit.models import User
 from postkit.services import posts as post_service
+from tests.support.api import TEST_SECRET
+from tests.support.databases import (
+    create_postgres_database,
+    drop_postgres_database,
+    require_postgres,
+)
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.slow]
 

@@ -15,18 +15,16 @@ from collections.abc import Iterator
 import asyncpg
 import httpx
 import pytest
-from conftest import create_postgres_database, drop_postgres_database, require_postgres
-from reliability_support import (
-    Account,
-    Server,
-    free_port,
-    gunicorn_command,
-    register,
-    serve,
-    server_env,
-)
 
 from postkit.migrations import upgrade
+from tests.support.api import TestUser, register
+from tests.support.databases import (
+    create_postgres_database,
+    drop_postgres_database,
+    require_postgres,
+)
+from tests.support.ports import free_port
+from tests.support.servers import LiveProcess, gunicorn_command, serve, server_env
 
 pytestmark = pytest.mark.postgres_only
 
@@ -50,7 +48,7 @@ ALLOWED = {
 
 
 @pytest.fixture(scope="module")
-def race_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
+def race_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveProcess, str]]:
     require_postgres("races through several worker processes")
     url = create_postgres_database("postkit_races")
     try:
@@ -66,11 +64,11 @@ def race_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serv
         drop_postgres_database(url)
 
 
-async def _accounts(http: httpx.AsyncClient, count: int) -> list[Account]:
+async def _accounts(http: httpx.AsyncClient, count: int) -> list[TestUser]:
     return list(await asyncio.gather(*(register(http) for _ in range(count))))
 
 
-async def _create_posts(http: httpx.AsyncClient, owner: Account, count: int) -> list[int]:
+async def _create_posts(http: httpx.AsyncClient, owner: TestUser, count: int) -> list[int]:
     ids = []
     for i in range(count):
         response = await http.post(
@@ -116,7 +114,7 @@ async def _burst(calls: list[object]) -> Counter[int]:
     return Counter(r.status_code for r in responses)
 
 
-def test_identical_concurrent_votes_count_once(race_server: tuple[Server, str]) -> None:
+def test_identical_concurrent_votes_count_once(race_server: tuple[LiveProcess, str]) -> None:
     server, url = race_server
 
     async def scenario() -> None:
@@ -154,7 +152,9 @@ def test_identical_concurrent_votes_count_once(race_server: tuple[Server, str]) 
     assert "Traceback" not in server.log, server.log[-6000:]
 
 
-def test_votes_edits_and_deletes_at_once_keep_exact_counts(race_server: tuple[Server, str]) -> None:
+def test_votes_edits_and_deletes_at_once_keep_exact_counts(
+    race_server: tuple[LiveProcess, str],
+) -> None:
     server, url = race_server
     rng = random.Random(20261126)
     outcomes: dict[str, Counter[int]] = {kind: Counter() for kind in ALLOWED}
@@ -171,7 +171,7 @@ def test_votes_edits_and_deletes_at_once_keep_exact_counts(race_server: tuple[Se
             doomed = {ids[0] for ids in posts_by_owner.values()}  # one post per owner goes
             owner_of = {p: o for o in owners for p in posts_by_owner[o.id]}
 
-            plan: list[tuple[str, Account, int]] = []
+            plan: list[tuple[str, TestUser, int]] = []
             for i in range(OPERATIONS):
                 post = rng.choice(hot) if rng.random() < 0.7 else rng.choice(posts)
                 roll = rng.random()
@@ -188,7 +188,7 @@ def test_votes_edits_and_deletes_at_once_keep_exact_counts(race_server: tuple[Se
 
             gate = asyncio.Semaphore(CONCURRENCY)
 
-            async def run(kind: str, account: Account, post: int, n: int) -> None:
+            async def run(kind: str, account: TestUser, post: int, n: int) -> None:
                 h = account.headers
                 async with gate:
                     if kind == "vote":

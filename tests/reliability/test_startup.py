@@ -13,16 +13,17 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from conftest import (
+
+from tests.support.api import register
+from tests.support.databases import (
     POSTKIT_TABLES,
     create_postgres_database,
     drop_postgres_database,
     require_postgres,
 )
-from reliability_support import (
-    free_port,
+from tests.support.ports import free_port
+from tests.support.servers import (
     gunicorn_command,
-    register,
     serve,
     server_env,
     uvicorn_command,

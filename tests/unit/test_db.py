@@ -13,7 +13,6 @@ from typing import Annotated
 import httpx
 import pytest
 from fastapi import APIRouter, Depends, FastAPI, HTTPException
-from liveserver import clean_env
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,6 +21,7 @@ from postkit import PostKit, PostKitSettings, User, Vote
 from postkit.db import Database
 from postkit.errors import PostKitError
 from postkit.routing import PostKitRoute
+from tests.support.servers import clean_env
 
 
 @asynccontextmanager

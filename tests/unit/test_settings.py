@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from liveserver import clean_env
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
 from postkit import PostKitSettings
+from tests.support.servers import clean_env
 
 SECRET = "s" * 32
 RSA_PRIVATE = "-----BEGIN PRIVATE KEY-----\nnot-checked-here\n-----END PRIVATE KEY-----"
