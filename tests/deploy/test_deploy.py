@@ -239,6 +239,7 @@ def exercise_api(base: str, prefix: str) -> None:
     assert httpx.put(f"{base}/bookmarks/{post_id}", headers=bob).status_code == 201
 
 
+@pytest.mark.slow
 def test_gunicorn_serves_the_api_with_two_workers(deployed: Deployed) -> None:
     exercise_api(deployed.base, "gunicorn")
     log = deployed.server.log
@@ -250,6 +251,7 @@ def test_gunicorn_serves_the_api_with_two_workers(deployed: Deployed) -> None:
     assert {"postkit_users", "socialapp_bookmarks"} <= table_names(deployed.database_url)
 
 
+@pytest.mark.slow
 def test_docker_healthcheck_command(deployed: Deployed) -> None:
     (healthcheck,) = [i for i in dockerfile_instructions() if i.name == "HEALTHCHECK"]
     options, _, command = healthcheck.argument.partition("CMD ")
@@ -303,6 +305,7 @@ http {{
     return conf
 
 
+@pytest.mark.slow
 def test_nginx_site_proxies_to_gunicorn(deployed: Deployed, tmp_path: Path) -> None:
     nginx = require_tool("nginx")
     listen_port = free_port()
@@ -425,6 +428,7 @@ def test_production_compose_takes_secrets_from_the_environment() -> None:
     assert development["ENVIRONMENT"] == "development"
 
 
+@pytest.mark.slow
 def test_dockerfile_dependency_layer_installs_postkit(tmp_path: Path) -> None:
     """Replay the Dockerfile's WORKDIR/COPY steps up to its `pip install` in a staging root and
     run that install (dry run, no dependencies): `../..` must find the postkit copied there."""
@@ -463,6 +467,7 @@ def test_dockerfile_dependency_layer_installs_postkit(tmp_path: Path) -> None:
     assert re.search(r"Would install .*postkit-\d", result.stdout), result.stdout
 
 
+@pytest.mark.slow
 def test_dockerfile_passes_a_linter() -> None:
     """dockerfile-utils (npm; the parser behind editors' Dockerfile support) finds nothing."""
     node, _ = require_node()

@@ -342,6 +342,7 @@ def test_requirements_are_installed_here() -> None:
     assert checked >= 4
 
 
+@pytest.mark.slow
 def test_serves_with_no_configuration(tmp_path: Path) -> None:
     """`uvicorn app.main:app` with nothing configured: SQLite in the working directory."""
     port = free_port()

@@ -67,12 +67,14 @@ def actionlint() -> Any:
     return lint
 
 
+@pytest.mark.slow
 def test_actionlint_finds_nothing(actionlint: Any) -> None:
     files = sorted(WORKFLOWS.glob("*.yml"))
     assert {f.name for f in files} == {"test.yml", "docs.yml", "release.yml", "deploy.yml"}
     assert actionlint(*files) == []
 
 
+@pytest.mark.slow
 def test_actionlint_catches_a_secret_in_a_job_condition(actionlint: Any, tmp_path: Path) -> None:
     # The mistake deploy.yml avoids; proves the linter really runs.
     bad = tmp_path / "bad.yml"

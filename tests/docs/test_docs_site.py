@@ -21,6 +21,9 @@ from tests.support.paths import EXAMPLE_DIR, ROOT
 from tests.support.ports import free_port
 from tests.support.servers import clean_env, live_process
 
+pytestmark = pytest.mark.slow  # mkdocs builds, real servers and Chromium
+
+
 DOCS = ROOT / "docs"
 EXAMPLES = DOCS / "examples"
 

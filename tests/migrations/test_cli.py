@@ -267,6 +267,7 @@ def test_unreachable_postgres(capsys):
     assert "secret-password" not in err
 
 
+@pytest.mark.postgres_only
 def test_missing_postgres_database(capsys):
     require_postgres("a database missing on a reachable server")
     server = postgres_server_url()

@@ -311,6 +311,8 @@ def upgrade_concurrently(url: str, cwd: Path, count: int = 6) -> list[tuple[int,
     return outcomes
 
 
+@pytest.mark.slow
+@pytest.mark.postgres_only
 def test_six_concurrent_upgrades_of_a_fresh_postgres_database(tmp_path):
     require_postgres("concurrent upgrades serialised by an advisory lock")
     url = create_postgres_database("postkit_race")
@@ -380,6 +382,8 @@ def pgbouncer_url() -> Iterator[str]:
         drop_postgres_database(database)
 
 
+@pytest.mark.slow
+@pytest.mark.postgres_only
 def test_concurrent_upgrades_through_pgbouncer_transaction_mode(pgbouncer_url, tmp_path):
     """The advisory lock is transaction-scoped and statements are not cached: both survive it."""
     for status, out, err in upgrade_concurrently(pgbouncer_url, tmp_path):
@@ -393,6 +397,7 @@ def test_concurrent_upgrades_through_pgbouncer_transaction_mode(pgbouncer_url, t
 # --- Packaging ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_wheel_contains_the_migrations(tmp_path):
     # Offline when hatchling is installed (as in the dev venv); otherwise an isolated build.
     isolation = [] if importlib.util.find_spec("hatchling") is None else ["--no-isolation"]

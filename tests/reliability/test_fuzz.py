@@ -23,6 +23,9 @@ from tests.support.databases import migrated_database
 from tests.support.ports import free_port
 from tests.support.servers import LiveProcess, serve, server_env, uvicorn_command
 
+pytestmark = pytest.mark.slow  # real server processes
+
+
 EXAMPLES_PER_OPERATION = 40
 # Operations that revoke the caller's tokens or change the account: run with a throwaway login.
 SESSION_ENDING = {("POST", "/logout"), ("POST", "/logout/all"), ("PATCH", "/users/me")}

@@ -30,7 +30,7 @@ from tests.support.ports import free_port
 from tests.support.servers import serve, server_env, uvicorn_command
 from tests.support.tcp_proxy import TcpProxy
 
-pytestmark = pytest.mark.postgres_only
+pytestmark = [pytest.mark.postgres_only, pytest.mark.slow]
 
 CONNECT_TIMEOUT = 1.0
 POOL_TIMEOUT = 1.0

@@ -35,7 +35,7 @@ from tests.support.databases import (
 from tests.support.ports import free_port
 from tests.support.servers import gunicorn_command, serve, server_env, stop_process
 
-pytestmark = pytest.mark.postgres_only
+pytestmark = [pytest.mark.postgres_only, pytest.mark.slow]
 
 SERVER_CONNECTIONS = 3  # per database/user pair: far fewer than the app's pool
 

@@ -26,7 +26,7 @@ from tests.support.databases import (
 from tests.support.ports import free_port
 from tests.support.servers import LiveProcess, gunicorn_command, serve, server_env
 
-pytestmark = pytest.mark.postgres_only
+pytestmark = [pytest.mark.postgres_only, pytest.mark.slow]
 
 WORKERS = 3
 OWNERS = 3

@@ -30,7 +30,7 @@ from tests.support.servers import (
     wait_until_serving,
 )
 
-pytestmark = pytest.mark.postgres_only
+pytestmark = [pytest.mark.postgres_only, pytest.mark.slow]
 
 
 @pytest.fixture
