@@ -3,6 +3,7 @@
 
     python dev.py serve   # the reference app on http://127.0.0.1:8000 (SQLite, no configuration)
     python dev.py test    # the test suite (PostgreSQL too when POSTKIT_TEST_POSTGRES_URL is set)
+    python dev.py test -m "not slow"   # the quick loop: no real server processes
     python dev.py check   # ruff and mypy
 
 The first run creates ``.venv`` and installs postkit with its test and server extras; later runs

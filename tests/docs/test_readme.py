@@ -22,17 +22,22 @@ def test_integration_example_is_the_tested_sample() -> None:
     assert example == body
 
 
-def test_quickstart_is_two_dev_py_commands() -> None:
+def test_quickstart_is_dev_py_commands() -> None:
     quickstart = README.split("## Quickstart", 1)[1]
     (block,) = re.findall(r"```console\n(.*?)```", quickstart, flags=re.S)
     commands = [line.split("#", 1)[0].strip() for line in block.strip().splitlines()]
-    assert commands == ["python dev.py serve", "python dev.py test"]
+    assert commands == [
+        "python dev.py serve",
+        "python dev.py test",
+        'python dev.py test -m "not slow"',
+    ]
     usage = subprocess.run(
         [sys.executable, str(ROOT / "dev.py"), "help"], capture_output=True, text=True, timeout=30
     )
     assert usage.returncode == 0
     for command in ("serve", "test"):
         assert f"python dev.py {command}" in usage.stdout
+    assert 'python dev.py test -m "not slow"' in usage.stdout
 
 
 def test_links_point_at_files() -> None:

@@ -432,7 +432,7 @@ def test_the_wheel_contains_the_migrations(tmp_path):
     assert not any("__pycache__" in name for name in names)
 
 
-# --- Composed into a host's own Alembic history (tests/hostapp) -----------------------------------
+# --- Composed into a host's own Alembic history (tests/migrations/hostapp) ---------------------
 
 HOSTAPP = Path(__file__).resolve().parent / "hostapp"
 HOST_TABLE = "host_bookmarks"
@@ -574,7 +574,7 @@ def test_host_picks_up_a_later_postkit_revision(empty_database_url, monkeypatch,
 
 
 async def test_host_migrates_from_code_under_postkits_lock(empty_database_url):
-    """tests/hostapp/migrate.py: the composed history through run_alembic, in a running loop."""
+    """hostapp/migrate.py: the composed history through run_alembic, in a running loop."""
     migrate = load_module(HOSTAPP / "migrate.py", "hostapp_migrate").migrate
     await migrate(empty_database_url)
     await migrate(empty_database_url)  # a second worker finds nothing to do

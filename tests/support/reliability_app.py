@@ -1,7 +1,8 @@
 """The app the reliability tests serve from real processes (uvicorn, gunicorn workers).
 
 Every setting comes from ``POSTKIT_*`` environment variables, so a test configures the server it
-starts through its environment: ``uvicorn --factory --app-dir tests reliability_app:create_app``.
+starts through its environment:
+``uvicorn --factory --app-dir tests/support reliability_app:create_app``.
 """
 
 from __future__ import annotations
