@@ -156,17 +156,25 @@ async def _scenario(
     return before, during, after, recovery
 
 
+def prompt_server_env(database_url: str, **settings: object) -> dict[str, str]:
+    """A server that gives up on an unreachable database promptly (connect, pool, command)."""
+    return server_env(
+        database_url,
+        database_connect_timeout=CONNECT_TIMEOUT,
+        database_pool_timeout=POOL_TIMEOUT,
+        database_command_timeout=COMMAND_TIMEOUT,
+        **settings,
+    )
+
+
 @pytest.mark.parametrize("cut", ["refuse", "blackhole"])
 def test_outage_answers_503_then_recovers_without_losing_writes(
     proxied_database: tuple[str, str, TcpProxy], tmp_path: Path, cut: str
 ) -> None:
     direct, through, proxy = proxied_database
     port = free_port()
-    env = server_env(
+    env = prompt_server_env(
         through,
-        database_connect_timeout=CONNECT_TIMEOUT,
-        database_pool_timeout=POOL_TIMEOUT,
-        database_command_timeout=COMMAND_TIMEOUT,
         database_pool_size=3,
         database_max_overflow=2,
         login_max_failures=10_000,
@@ -213,11 +221,8 @@ def test_a_link_lost_at_any_step_of_a_request_is_a_503(
 ) -> None:
     _direct, through, proxy = proxied_database
     port = free_port()
-    env = server_env(
+    env = prompt_server_env(
         through,
-        database_connect_timeout=CONNECT_TIMEOUT,
-        database_pool_timeout=POOL_TIMEOUT,
-        database_command_timeout=COMMAND_TIMEOUT,
         database_pool_size=2,
         database_max_overflow=0,
         # Without the statement cache every query travels as text, so the proxy can spot it.
