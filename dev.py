@@ -5,6 +5,7 @@
                                      # configuration): uvicorn in examples/socialapp; PORT moves it
     python dev.py test [ARGS]        # the test suite: pytest ARGS (PostgreSQL too when
                                      # POSTKIT_TEST_POSTGRES_URL is set)
+    python dev.py test -m "not slow" # the quicker loop: no real server processes
     python dev.py check              # ruff check, ruff format --check, then mypy (strict, on
                                      # src/postkit, as pyproject.toml configures it)
     python dev.py docs [ARGS]        # build the documentation site strictly into site/:

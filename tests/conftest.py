@@ -1,103 +1,59 @@
 """Shared fixtures: every database test runs on SQLite and on PostgreSQL.
 
-PostgreSQL comes from ``POSTKIT_TEST_POSTGRES_URL`` (a server URL whose user may create databases,
-e.g. ``postgresql://postgres@127.0.0.1:5432/postgres``). Each test run creates its own database,
-migrates it once, empties it after every test and drops it at the end. Without the variable the
-PostgreSQL half is skipped, visibly; under ``CI=true`` that skip is a failure.
+PostgreSQL comes from ``POSTKIT_TEST_POSTGRES_URL`` (see tests/support/databases.py). Each test
+run creates its own database, migrates it once, empties it after every test and drops it at the
+end. Without the variable the PostgreSQL cases are left out at collection, said in one line;
+under ``CI=true`` a missing PostgreSQL is a failure instead.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from postkit import PostKit, PostKitSettings
-from postkit.migrations import upgrade
+from tests.support.api import TEST_SECRET, KitClient, sign_up
+from tests.support.databases import (
+    POSTGRES_ENV,
+    empty_database,
+    in_ci,
+    migrated_database,
+    postgres_server_url,
+    require_postgres,
+    truncate_postkit_tables,
+)
 
-POSTGRES_ENV = "POSTKIT_TEST_POSTGRES_URL"
-TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
-TEST_PASSWORD = "correct horse battery staple"
-BACKENDS = ["sqlite", "postgresql"]
-POSTKIT_TABLES = [
-    "postkit_login_attempts",
-    "postkit_refresh_tokens",
-    "postkit_auth_sessions",
-    "postkit_votes",
-    "postkit_posts",
-    "postkit_users",
-]
+# The PostgreSQL half of every database test: left out at collection when no server is set.
+POSTGRES = pytest.param("postgresql", marks=pytest.mark.postgres_only)
 
-_postgres_skips: list[str] = []
-
-
-# --- PostgreSQL server helpers ------------------------------------------------------------------
+_left_out: list[pytest.Item] = []
 
 
-def postgres_server_url() -> str | None:
-    return os.environ.get(POSTGRES_ENV) or None
-
-
-def _asyncpg_dsn(url: str, database: str | None = None) -> str:
-    parsed = make_url(url).set(drivername="postgresql")
-    if database is not None:
-        parsed = parsed.set(database=database)
-    return parsed.render_as_string(hide_password=False)
-
-
-async def _admin_execute(sql: str) -> None:
-    server = postgres_server_url()
-    assert server is not None
-    connection = await asyncpg.connect(_asyncpg_dsn(server))
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
-
-
-def create_postgres_database(prefix: str = "postkit_test") -> str:
-    """Create a fresh, empty database on the test server and return its URL."""
-    server = postgres_server_url()
-    assert server is not None
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin_execute(f'CREATE DATABASE "{name}"'))
-    return _asyncpg_dsn(server, name)
-
-
-def drop_postgres_database(url: str) -> None:
-    name = make_url(url).database
-    asyncio.run(_admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-def require_postgres(what: str) -> None:
-    """Skip (or, under CI, fail) when no PostgreSQL server is configured."""
-    if postgres_server_url() is not None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without a PostgreSQL server (and outside CI), leave out the PostgreSQL cases up front."""
+    if postgres_server_url() is not None or in_ci():
         return
-    reason = f"PostgreSQL skipped: {POSTGRES_ENV} is not set ({what})"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason}; CI must run the PostgreSQL tests", pytrace=False)
-    _postgres_skips.append(what)
-    pytest.skip(reason)
+    kept = [item for item in items if item.get_closest_marker("postgres_only") is None]
+    _left_out[:] = [item for item in items if item.get_closest_marker("postgres_only")]
+    if _left_out:
+        config.hook.pytest_deselected(items=_left_out)
+        items[:] = kept
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if _postgres_skips:
-        terminalreporter.write_sep(
-            "!",
-            f"PostgreSQL was SKIPPED ({', '.join(sorted(set(_postgres_skips)))}): "
-            f"set {POSTGRES_ENV} to run them",
+    if _left_out:
+        terminalreporter.write_line(
+            f"PostgreSQL: {len(_left_out)} tests left out because {POSTGRES_ENV} is not set "
+            "(set it to a server URL, e.g. postgresql://postgres@127.0.0.1:5432/postgres)",
             yellow=True,
             bold=True,
         )
@@ -106,7 +62,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 # --- Databases ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
+@pytest.fixture(scope="session", params=["sqlite", POSTGRES])
 def backend(request: pytest.FixtureRequest) -> str:
     """The database kind the test runs on; every test using a database runs on both."""
     name: str = request.param
@@ -118,26 +74,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 def migrated_template(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A database migrated to head once per run: a SQLite file to copy, or the run's PG database."""
-    if backend == "sqlite":
-        path = tmp_path_factory.mktemp("template") / "template.db"
-        url = f"sqlite+aiosqlite:///{path}"
-        upgrade(url)
+    with migrated_database(backend, tmp_path_factory.mktemp("template")) as url:
         yield url
-        return
-    url = create_postgres_database()
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        drop_postgres_database(url)
-
-
-async def _truncate(url: str) -> None:
-    connection = await asyncpg.connect(_asyncpg_dsn(url))
-    try:
-        await connection.execute(f"TRUNCATE {', '.join(POSTKIT_TABLES)} RESTART IDENTITY CASCADE")
-    finally:
-        await connection.close()
 
 
 @pytest.fixture
@@ -150,20 +88,14 @@ def database_url(backend: str, migrated_template: str, tmp_path: Path) -> Iterat
         yield f"sqlite+aiosqlite:///{copy}"
         return
     yield migrated_template
-    asyncio.run(_truncate(migrated_template))
+    asyncio.run(truncate_postkit_tables(migrated_template))
 
 
 @pytest.fixture
 def empty_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
     """A brand-new database with no tables at all (migration tests)."""
-    if backend == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
-        return
-    url = create_postgres_database("postkit_empty")
-    try:
+    with empty_database(backend, tmp_path) as url:
         yield url
-    finally:
-        drop_postgres_database(url)
 
 
 # --- Apps and clients ---------------------------------------------------------------------------
@@ -184,21 +116,6 @@ def settings_factory(database_url: str) -> Callable[..., PostKitSettings]:
         return PostKitSettings(_env_file=None, **values)  # type: ignore[call-arg]
 
     return make
-
-
-@dataclass
-class KitClient:
-    """An httpx client bound to one app built around one kit."""
-
-    http: httpx.AsyncClient
-    kit: PostKit
-    app: FastAPI
-
-    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        return await self.http.request(method, url, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.http, name)
 
 
 @pytest.fixture
@@ -241,99 +158,7 @@ async def client(make_client: Callable[..., Awaitable[KitClient]]) -> KitClient:
     return await make_client()
 
 
-@dataclass
-class TestUser:
-    id: int
-    email: str
-    username: str
-    password: str
-    access_token: str
-    refresh_token: str
-    headers: dict[str, str] = field(default_factory=dict)
-
-
 @pytest.fixture
-def new_user() -> Callable[..., Awaitable[TestUser]]:
+def new_user() -> Callable[..., Awaitable[Any]]:
     """Register a user through the API and log them in: ``await new_user(client)``."""
-
-    async def make(
-        client: KitClient | httpx.AsyncClient,
-        *,
-        email: str | None = None,
-        username: str | None = None,
-        password: str = TEST_PASSWORD,
-        prefix: str = "",
-    ) -> TestUser:
-        suffix = uuid.uuid4().hex[:8]
-        email = email or f"user_{suffix}@example.com"
-        body: dict[str, Any] = {"email": email, "password": password}
-        body["username"] = username or f"user_{suffix}"
-        created = await client.post(f"{prefix}/users", json=body)
-        assert created.status_code == 201, created.text
-        user = created.json()
-        logged_in = await client.post(
-            f"{prefix}/login", data={"username": email, "password": password}
-        )
-        assert logged_in.status_code == 200, logged_in.text
-        tokens = logged_in.json()
-        return TestUser(
-            id=user["id"],
-            email=user["email"],
-            username=user["username"],
-            password=password,
-            access_token=tokens["access_token"],
-            refresh_token=tokens["refresh_token"],
-            headers={"Authorization": f"Bearer {tokens['access_token']}"},
-        )
-
-    return make
-
-
-# --- Looking inside a database (migration and CLI tests) ----------------------------------------
-
-
-def table_names(url: str) -> set[str]:
-    """The names of the tables that exist in the database at ``url`` right now."""
-    from sqlalchemy import inspect
-
-    from postkit.db import create_engine_for, normalize_database_url
-
-    async def read() -> set[str]:
-        engine = create_engine_for(normalize_database_url(url))
-        try:
-            async with engine.connect() as connection:
-                return set(await connection.run_sync(lambda c: inspect(c).get_table_names()))
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(read())
-
-
-def run_sql(url: str, *statements: str) -> list[Any]:
-    """Run SQL statements in one transaction (SQLite with foreign keys on); return the last rows."""
-    from sqlalchemy import text
-
-    from postkit.db import create_engine_for, normalize_database_url
-
-    async def run() -> list[Any]:
-        engine = create_engine_for(normalize_database_url(url))
-        rows: list[Any] = []
-        try:
-            async with engine.begin() as connection:
-                for statement in statements:
-                    result = await connection.execute(text(statement))
-                    rows = list(result.all()) if result.returns_rows else []
-        finally:
-            await engine.dispose()
-        return rows
-
-    return asyncio.run(run())
-
-
-async def make_post(client: Any, user: TestUser, **fields: Any) -> dict[str, Any]:
-    """Create a post through the API as ``user`` (title and content defaulted); return its JSON."""
-    body = {"title": "A title", "content": "Some content"} | fields
-    response = await client.post("/posts", json=body, headers=user.headers)
-    assert response.status_code == 201, response.text
-    result: dict[str, Any] = response.json()
-    return result
+    return sign_up

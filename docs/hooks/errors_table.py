@@ -2,7 +2,7 @@
 
 docs/errors.md holds only the marker ``<!-- postkit-errors-table -->``; at build time this hook
 replaces it with one row per error class (class, status, code, default message, when). The
-table therefore cannot drift from the code; tests/test_docs_site.py checks the built page.
+table therefore cannot drift from the code; tests/docs/test_docs_site.py checks the built page.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 docs/configuration.md holds only the marker ``<!-- postkit-settings-table -->``; at build time
 this hook replaces it with one row per field of :class:`postkit.PostKitSettings` (name,
 environment variable, type, default, allowed values, description). The table therefore cannot
-drift from the code; tests/test_docs_site.py checks the built page against the model.
+drift from the code; tests/docs/test_docs_site.py checks the built page against the model.
 """
 
 from __future__ import annotations

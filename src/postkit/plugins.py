@@ -123,7 +123,7 @@ def _answers_before(error: BaseException) -> list[object]:
     implementations called earlier in the loop, which are then closed rather than left to warn
     "never awaited". pluggy has no API for them: its loop keeps them in its local list
     ``results``, reachable from the traceback. Should a pluggy release stop doing so, this finds
-    nothing and the only loss is that warning (tests/test_hook_calls.py notices).
+    nothing and the only loss is that warning (tests/api/test_hook_calls.py notices).
     """
     traceback = error.__traceback__
     while traceback is not None:
