@@ -153,6 +153,15 @@ class PostKitSettings(BaseSettings):
     posts_max_limit: int = Field(
         default=100, ge=1, description="Largest page size a client may ask."
     )
+    search_min_length: int = Field(
+        default=3,
+        ge=1,
+        le=200,
+        description=(
+            "Shortest `search` term `GET /posts` accepts (422 below it): shorter terms cannot "
+            "use the trigram index on PostgreSQL and scan every post."
+        ),
+    )
     post_content_max_length: int = Field(
         default=50_000, ge=1, description="Longest post content, in characters."
     )

@@ -92,7 +92,7 @@ def _add_docs_routes(app: FastAPI) -> None:
 def _add_health_route(app: FastAPI, kit: PostKit) -> None:
     Session = Annotated[AsyncSession, Depends(kit.session, scope="function")]
 
-    @app.get("/health", tags=["health"])
+    @app.get("/health", tags=["health"], operation_id="health", summary="Health")
     async def health(session: Session) -> JSONResponse:
         """200 ``{"status": "ok", "database": "ok"}`` when the database answers, else 503."""
         try:

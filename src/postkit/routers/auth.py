@@ -1,8 +1,8 @@
 """Sign-in routes: `POST /login`, `/token/refresh`, `/logout` and `/logout/all`."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Request, status
+from fastapi import APIRouter, Depends, Form, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postkit.dependencies import LOGIN_ROUTE_NAME, Authenticated, Dependencies, client_address
@@ -39,7 +39,28 @@ class LoginForm:
         self.grant_type = grant_type
 
 
-def _token_pair(issued: IssuedTokens) -> TokenPair:
+NO_STORE_HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+"""Sent with every response carrying a token (RFC 6749 section 5.1): no cache may keep it."""
+
+_TOKEN_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The new tokens. Never cached: `Cache-Control: no-store`.",
+        "headers": {
+            "Cache-Control": {
+                "description": "`no-store`: no cache may keep the tokens.",
+                "schema": {"type": "string", "enum": ["no-store"]},
+            },
+            "Pragma": {
+                "description": "`no-cache`, for HTTP/1.0 caches.",
+                "schema": {"type": "string", "enum": ["no-cache"]},
+            },
+        },
+    }
+}
+
+
+def _token_pair(issued: IssuedTokens, response: Response) -> TokenPair:
+    response.headers.update(NO_STORE_HEADERS)
     return TokenPair(
         access_token=issued.access_token,
         expires_in=issued.expires_in,
@@ -57,10 +78,13 @@ def get_auth_router(accounts: Accounts, sessions: Sessions, deps: Dependencies) 
         "/login",
         name=LOGIN_ROUTE_NAME,
         response_model=TokenPair,
-        responses=error_responses(401, 413, 422, 429),
+        responses={**_TOKEN_RESPONSE, **error_responses(401, 413, 422, 429)},
     )
     async def login(
-        form: Annotated[LoginForm, Depends()], session: Session, request: Request
+        form: Annotated[LoginForm, Depends()],
+        session: Session,
+        request: Request,
+        response: Response,
     ) -> TokenPair:
         """Exchange an email (or username) and password for an access token and a refresh token.
 
@@ -70,22 +94,22 @@ def get_auth_router(accounts: Accounts, sessions: Sessions, deps: Dependencies) 
         _, issued = await accounts.login(
             session, login=form.username, password=form.password, address=client_address(request)
         )
-        return _token_pair(issued)
+        return _token_pair(issued, response)
 
     @router.post(
         "/token/refresh",
         name="postkit:refresh",
         response_model=TokenPair,
-        responses=error_responses(401, 413, 422),
+        responses={**_TOKEN_RESPONSE, **error_responses(401, 413, 422)},
     )
-    async def refresh(body: RefreshRequest, session: Session) -> TokenPair:
+    async def refresh(body: RefreshRequest, session: Session, response: Response) -> TokenPair:
         """Exchange a refresh token for a new access token and a new refresh token.
 
         Each refresh token works once. Presenting one that was already used revokes its whole
         session: every token issued from that login stops working.
         """
         _, issued = await sessions.refresh(session, refresh_token=body.refresh_token)
-        return _token_pair(issued)
+        return _token_pair(issued, response)
 
     @router.post(
         "/logout",

@@ -60,6 +60,26 @@ def _check_search(search: str | None) -> str | None:
         ) from None
 
 
+def _without_body_id(post_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+    """``changes`` without the ``id`` a tutorial-API client may send; it must be the path's."""
+    body_id = changes.pop("id", None)
+    if body_id is not None and body_id != post_id:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "id_mismatch",
+                    "loc": ("body", "id"),
+                    "msg": (
+                        f"The id in the body ({body_id}) is not the post's id in the path "
+                        f"({post_id}); send the same id or leave it out"
+                    ),
+                    "input": body_id,
+                }
+            ]
+        )
+    return changes
+
+
 def get_posts_router(posts: Posts, deps: Dependencies, settings: PostKitSettings) -> APIRouter:
     """The posts routes on ``posts``. Reads need a token unless ``public_reads`` is set."""
     router = deps.router(tags=["posts"])
@@ -85,8 +105,13 @@ def get_posts_router(posts: Posts, deps: Dependencies, settings: PostKitSettings
         search: Annotated[
             str | None,
             Query(
+                min_length=settings.search_min_length,
                 max_length=SEARCH_MAX_LENGTH,
-                description="Case-insensitive literal substring of the title or content.",
+                description=(
+                    "Case-insensitive literal substring of the title or content, at least "
+                    f"{settings.search_min_length} characters (the `search_min_length` setting:"
+                    " shorter terms cannot use the search index, and are refused with 422)."
+                ),
             ),
         ] = None,
         sort: Annotated[
@@ -144,6 +169,7 @@ def get_posts_router(posts: Posts, deps: Dependencies, settings: PostKitSettings
     async def apply_changes(
         session: AsyncSession, post_id: int, changes: dict[str, Any], user: User
     ) -> Response:
+        changes = _without_body_id(post_id, changes)
         _check_content_length(changes.get("content"), content_limit)
         updated = await posts.update(session, post_id=post_id, changes=changes, user=user)
         return json_response(updated)
@@ -159,7 +185,10 @@ def get_posts_router(posts: Posts, deps: Dependencies, settings: PostKitSettings
     async def replace_post(
         post_id: ItemId, body: PostReplace, session: Session, user: CurrentUser
     ) -> Response:
-        """Replace a post's title, content and published flag (owner only)."""
+        """Replace a post's title, content and published flag (owner only).
+
+        An `id` in the body is accepted when it is the path's id (422 otherwise).
+        """
         return await apply_changes(session, post_id, body.model_dump(), user)
 
     @router.patch(
@@ -171,7 +200,10 @@ def get_posts_router(posts: Posts, deps: Dependencies, settings: PostKitSettings
     async def update_post(
         post_id: ItemId, body: PostPatch, session: Session, user: CurrentUser
     ) -> Response:
-        """Change only the fields sent (owner only)."""
+        """Change only the fields sent (owner only). A field may be left out, never `null`.
+
+        An `id` in the body is accepted when it is the path's id (422 otherwise).
+        """
         return await apply_changes(session, post_id, body.model_dump(exclude_unset=True), user)
 
     @router.delete(

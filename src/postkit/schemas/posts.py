@@ -1,7 +1,12 @@
 """Post schemas: what clients send to write a post and what they read back.
 
 Request bodies forbid unknown fields, so an ``owner_id`` (or ``votes``) in a body is a 422 rather
-than silently ignored: the owner always comes from the token.
+than silently ignored: the owner always comes from the token. The one exception is ``id`` in a
+``PUT`` or ``PATCH`` body, which clients of the tutorial API send: it is accepted when it equals
+the path's id (the router refuses any other value).
+
+``PATCH`` fields may be omitted but never ``null``, and the schema says so: each is documented as
+its type alone, without a ``null`` branch or a ``null`` default.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StrictInt,
     StringConstraints,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 __all__ = [
     "TITLE_MAX_LENGTH",
@@ -54,6 +61,21 @@ Title = Annotated[
 Content = Annotated[str, StringConstraints(min_length=1), AfterValidator(storable_text)]
 
 
+def _omittable(description: str | None = None) -> Any:
+    """A field that may be left out (default ``None``) but is documented as its type alone."""
+
+    def document(schema: dict[str, Any]) -> None:
+        schema.pop("default", None)
+
+    return Field(default=None, description=description, json_schema_extra=document)
+
+
+BODY_ID_DESCRIPTION = (
+    "Optional, for clients of the tutorial API: the post's id, which must equal the id in the "
+    "path (422 otherwise). It never changes the post's id."
+)
+
+
 class PostCreate(BaseModel):
     """A new post (``POST /posts``), and the full replacement of one (``PUT /posts/{id}``)."""
 
@@ -67,15 +89,25 @@ class PostCreate(BaseModel):
 class PostReplace(PostCreate):
     """``PUT /posts/{id}``: every field is replaced; an absent ``published`` means ``true``."""
 
+    id: StrictInt | SkipJsonSchema[None] = _omittable(BODY_ID_DESCRIPTION)
+
+    @model_validator(mode="after")
+    def _no_null_id(self) -> PostReplace:
+        if "id" in self.model_fields_set and self.id is None:
+            raise ValueError("id may be omitted but not null")
+        return self
+
 
 class PostPatch(BaseModel):
-    """``PATCH /posts/{id}``: only the fields sent change. ``null`` is not a value for any."""
+    """``PATCH /posts/{id}``: only the fields sent change. ``null`` is not a value for any (the
+    schema documents each field without ``null``; a ``null`` is refused with 422)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    title: Title | None = None
-    content: Content | None = None
-    published: StrictBool | None = None
+    title: Title | SkipJsonSchema[None] = _omittable()
+    content: Content | SkipJsonSchema[None] = _omittable()
+    published: StrictBool | SkipJsonSchema[None] = _omittable()
+    id: StrictInt | SkipJsonSchema[None] = _omittable(BODY_ID_DESCRIPTION)
 
     @model_validator(mode="after")
     def _no_nulls(self) -> PostPatch:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, TypeVar
 
 import email_validator
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
+from pydantic.config import JsonDict
 
 __all__ = [
     "PASSWORD_MAX_LENGTH",
@@ -25,6 +26,9 @@ name is an email exactly when it contains one."""
 
 PASSWORD_MAX_LENGTH = 4096
 """Longer passwords are refused (422), never truncated: ``bcrypt_sha256`` hashes them whole."""
+
+SECRET: JsonDict = {"format": "password"}
+"""The JSON schema mark of a secret: Swagger UI masks it, and a 422 never echoes it."""
 
 
 def _checked_email(value: str) -> str:
@@ -52,7 +56,7 @@ class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     email: Email
-    password: str = Field(min_length=8, max_length=PASSWORD_MAX_LENGTH)
+    password: str = Field(min_length=8, max_length=PASSWORD_MAX_LENGTH, json_schema_extra=SECRET)
     username: str | None = Field(default=None, pattern=USERNAME_PATTERN)
 
 
@@ -65,8 +69,12 @@ class UserUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     username: str | None = Field(default=None, pattern=USERNAME_PATTERN)
-    password: str | None = Field(default=None, min_length=8, max_length=PASSWORD_MAX_LENGTH)
-    current_password: str | None = Field(default=None, max_length=PASSWORD_MAX_LENGTH)
+    password: str | None = Field(
+        default=None, min_length=8, max_length=PASSWORD_MAX_LENGTH, json_schema_extra=SECRET
+    )
+    current_password: str | None = Field(
+        default=None, max_length=PASSWORD_MAX_LENGTH, json_schema_extra=SECRET
+    )
 
 
 _Account = TypeVar("_Account", "UserCreate", "UserUpdate")
@@ -78,11 +86,12 @@ def with_password_minimum(model: type[_Account], min_password_length: int) -> ty
     field = model.model_fields["password"]
     optional = not field.is_required()
     annotation: Any = str | None if optional else str
-    password = Field(
-        default=None if optional else ...,
-        min_length=min_password_length,
-        max_length=PASSWORD_MAX_LENGTH,
-    )
+    limits: dict[str, Any] = {
+        "min_length": min_password_length,
+        "max_length": PASSWORD_MAX_LENGTH,
+        "json_schema_extra": SECRET,
+    }
+    password = Field(default=None, **limits) if optional else Field(**limits)
     derived: type[_Account] = create_model(
         model.__name__,
         __base__=model,

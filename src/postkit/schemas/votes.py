@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
-__all__ = ["VoteIn", "VoteState"]
+__all__ = ["Direction", "VoteIn", "VoteState"]
+
+
+def _exact_direction(value: Any) -> Any:
+    # Literal[0, 1] alone would take true as 1 and 1.0 as 1: a direction is written 0 or 1.
+    if isinstance(value, bool | float):
+        raise ValueError("must be the integer 0 or 1, written without a fraction")
+    return value
+
+
+Direction = Annotated[
+    Literal[0, 1],
+    BeforeValidator(_exact_direction),
+    Field(description="1 to vote, 0 to remove your vote (the integer, written `0` or `1`)."),
+]
+"""A vote direction, documented as ``{"type": "integer", "enum": [0, 1]}``: ``true``, ``"1"`` and
+``1.0`` are refused."""
 
 
 class VoteIn(BaseModel):
@@ -15,8 +31,7 @@ class VoteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     post_id: StrictInt
-    # Strict: JSON true or 1.0 is not a direction.
-    dir: StrictInt = Field(ge=0, le=1, description="1 to vote, 0 to remove your vote.")
+    dir: Direction
 
 
 class VoteState(BaseModel):

@@ -17,7 +17,7 @@ import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from sqlalchemy import Select, bindparam, delete, select, true, tuple_
@@ -91,12 +91,15 @@ def encode_cursor(sort: Sort, key: datetime | int, post_id: int) -> str:
 def decode_cursor(cursor: str, sort: Sort) -> tuple[datetime | int, int]:
     """The sort key and id a cursor names.
 
+    Timestamps come back in UTC; one that cannot be (``0001-01-01T00:00:00+14:00`` is before the
+    first representable instant) is refused like any other forged cursor.
+
     :raises InvalidCursor: a cursor postkit did not issue, or issued for another sort.
     """
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         payload = json.loads(raw)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):
         raise InvalidCursor("not a cursor postkit issued") from None
     if not isinstance(payload, dict) or set(payload) != {"s", "k", "i"}:
         raise InvalidCursor("not a cursor postkit issued")
@@ -112,7 +115,9 @@ def decode_cursor(cursor: str, sort: Sort) -> tuple[datetime | int, int]:
         return key, post_id
     try:
         created_at = datetime.fromisoformat(key) if isinstance(key, str) else None
-    except ValueError:
+        if created_at is not None and created_at.tzinfo is not None:
+            created_at = created_at.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
         created_at = None
     if created_at is None or created_at.tzinfo is None:
         raise InvalidCursor("bad timestamp")
