@@ -111,22 +111,18 @@ def get_auth_router(accounts: Accounts, sessions: Sessions, deps: Dependencies) 
         _, issued = await sessions.refresh(session, refresh_token=body.refresh_token)
         return _token_pair(issued, response)
 
-    @router.post(
-        "/logout",
-        name="postkit:logout",
-        status_code=status.HTTP_204_NO_CONTENT,
-        responses=error_responses(401),
-    )
+    # Both logouts answer 204, or 401 for a token that is already no good.
+    logout_answers: dict[str, Any] = {
+        "status_code": status.HTTP_204_NO_CONTENT,
+        "responses": error_responses(401),
+    }
+
+    @router.post("/logout", name="postkit:logout", **logout_answers)
     async def logout(auth: CurrentAuth, session: Session) -> None:
         """End the current session: its refresh token and access tokens stop working."""
         await sessions.end(session, session_id=auth.claims.session_id)
 
-    @router.post(
-        "/logout/all",
-        name="postkit:logout_all",
-        status_code=status.HTTP_204_NO_CONTENT,
-        responses=error_responses(401),
-    )
+    @router.post("/logout/all", name="postkit:logout_all", **logout_answers)
     async def logout_all(auth: CurrentAuth, session: Session) -> None:
         """End every session of the account: all its tokens issued so far stop working."""
         await sessions.end_all(session, user=auth.user)

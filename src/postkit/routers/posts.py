@@ -174,14 +174,13 @@ def get_posts_router(posts: Posts, deps: Dependencies, settings: PostKitSettings
         updated = await posts.update(session, post_id=post_id, changes=changes, user=user)
         return json_response(updated)
 
-    write_answers = error_responses(401, 403, 404, 413, 422)
+    # PUT and PATCH answer alike: the post after the change, or why it was refused.
+    change_answers: dict[str, Any] = {
+        "response_model": PostPublic,
+        "responses": error_responses(401, 403, 404, 413, 422),
+    }
 
-    @router.put(
-        "/posts/{post_id}",
-        name="postkit:replace_post",
-        response_model=PostPublic,
-        responses=write_answers,
-    )
+    @router.put("/posts/{post_id}", name="postkit:replace_post", **change_answers)
     async def replace_post(
         post_id: ItemId, body: PostReplace, session: Session, user: CurrentUser
     ) -> Response:
@@ -191,12 +190,7 @@ def get_posts_router(posts: Posts, deps: Dependencies, settings: PostKitSettings
         """
         return await apply_changes(session, post_id, body.model_dump(), user)
 
-    @router.patch(
-        "/posts/{post_id}",
-        name="postkit:update_post",
-        response_model=PostPublic,
-        responses=write_answers,
-    )
+    @router.patch("/posts/{post_id}", name="postkit:update_post", **change_answers)
     async def update_post(
         post_id: ItemId, body: PostPatch, session: Session, user: CurrentUser
     ) -> Response:
