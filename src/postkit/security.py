@@ -12,9 +12,10 @@ import os
 import re
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -22,11 +23,13 @@ import jwt
 from anyio.lowlevel import RunVar
 from passlib.context import CryptContext
 
+from postkit.errors import ServiceBusy
 from postkit.models import MAX_ID
 from postkit.settings import PostKitSettings
 
 __all__ = [
     "AccessClaims",
+    "HashingLane",
     "PasswordHasher",
     "TokenCodec",
     "TokenError",
@@ -36,19 +39,61 @@ __all__ = [
     "new_session_id",
 ]
 
+T = TypeVar("T")
+
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "iss", "aud", "jti"]
 """Claims every access token must carry; PyJWT refuses a token without any of them."""
 
 _USER_ID = re.compile(r"[1-9][0-9]{0,9}")
 _MAX_TOKEN_CHARS = 8192
 
-# Password hashes computed at once, per event loop: more would not finish sooner on the
-# available cores, and would starve the event loop's own thread of CPU time.
-_HASHING_THREADS: RunVar[anyio.CapacityLimiter] = RunVar("postkit_hashing_threads")
-
-
 BCRYPT_MAX_BYTES = 72
 """bcrypt's input limit: older releases cut longer passwords to this, bcrypt 5 refuses them."""
+
+
+class HashingLane:
+    """A bounded queue of bcrypt work: ``workers`` threads at once, at most ``queue`` more
+    waiting, and :class:`~postkit.errors.ServiceBusy` (503) at once for the next one instead of an
+    ever longer wait. bcrypt releases the GIL, so the threads use separate cores.
+
+    Each event loop gets its own thread limiter (anyio's limiters belong to one loop); the
+    count of waiting calls goes with it.
+    """
+
+    def __init__(self, name: str, *, workers: int, queue: int) -> None:
+        self.name = name
+        self.workers = workers
+        self.queue = queue
+        self._state: RunVar[_LaneState] = RunVar(f"postkit_hashing_{name}_{id(self)}")
+
+    def _current(self) -> _LaneState:
+        try:
+            return self._state.get()
+        except LookupError:
+            state = _LaneState(anyio.CapacityLimiter(self.workers))
+            self._state.set(state)
+            return state
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)`` in one of the lane's threads.
+
+        :raises ServiceBusy: ``workers + queue`` calls are already running or waiting.
+        """
+        state = self._current()
+        if state.admitted >= self.workers + self.queue:
+            raise ServiceBusy(1)
+        state.admitted += 1
+        try:
+            return await anyio.to_thread.run_sync(function, *args, limiter=state.limiter)
+        finally:
+            state.admitted -= 1
+
+
+@dataclass
+class _LaneState:
+    limiter: anyio.CapacityLimiter
+    admitted: int = 0
+    """Calls running or waiting for a thread."""
 
 
 class PasswordHasher:
@@ -58,34 +103,58 @@ class PasswordHasher:
     72-byte truncation); plain ``bcrypt`` hashes still verify and are replaced on the next
     successful login, as are hashes made with an outdated cost factor.
 
+    Verifying and hashing run in two separate :class:`HashingLane` queues, each bounded.
+
     :param rounds: the bcrypt cost factor for new hashes (``bcrypt_rounds`` in settings).
+    :param verify_workers: threads verifying at once (default: the CPU cores).
+    :param verify_queue: verifications that may wait for a thread.
+    :param hash_workers: threads hashing new passwords at once (default: half the cores).
+    :param hash_queue: new hashes that may wait for a thread.
     """
 
-    def __init__(self, rounds: int) -> None:
+    def __init__(
+        self,
+        rounds: int,
+        *,
+        verify_workers: int | None = None,
+        verify_queue: int = 64,
+        hash_workers: int | None = None,
+        hash_queue: int = 8,
+    ) -> None:
         self.context = CryptContext(
             schemes=["bcrypt_sha256", "bcrypt"],
             deprecated="auto",
             bcrypt_sha256__rounds=rounds,
             bcrypt__rounds=rounds,
         )
+        cores = os.cpu_count() or 2
+        self.verifying = HashingLane(
+            "verify", workers=verify_workers or max(1, cores), queue=verify_queue
+        )
+        """Checks of a password someone typed (logins, current-password checks)."""
+        self.hashing = HashingLane(
+            "hash", workers=hash_workers or max(1, cores // 2), queue=hash_queue
+        )
+        """New hashes (registrations, password changes): apart, so they cannot starve logins."""
         # Verified against when the account does not exist, so both paths cost the same.
         self._dummy_hash = self.context.hash(secrets.token_urlsafe(24))
 
-    def _threads(self) -> anyio.CapacityLimiter:
-        # One limiter per event loop, shared by every kit in it: they share the cores too.
-        try:
-            return _HASHING_THREADS.get()
-        except LookupError:
-            limiter = anyio.CapacityLimiter(max(2, os.cpu_count() or 2))
-            _HASHING_THREADS.set(limiter)
-            return limiter
+    @classmethod
+    def from_settings(cls, settings: PostKitSettings) -> PasswordHasher:
+        return cls(
+            settings.bcrypt_rounds,
+            verify_workers=settings.password_verify_workers,
+            verify_queue=settings.password_verify_queue,
+            hash_workers=settings.password_hash_workers,
+            hash_queue=settings.password_hash_queue,
+        )
 
     async def hash(self, password: str) -> str:
-        """A new ``bcrypt_sha256`` hash of ``password``, computed in a worker thread."""
-        result: str = await anyio.to_thread.run_sync(
-            self.context.hash, password, limiter=self._threads()
-        )
-        return result
+        """A new ``bcrypt_sha256`` hash of ``password``, computed in a hashing thread.
+
+        :raises ServiceBusy: the hashing queue is full.
+        """
+        return await self.hashing.run(self.context.hash, password)
 
     def _verify_and_update(self, password: str, password_hash: str) -> tuple[bool, str | None]:
         try:
@@ -110,11 +179,11 @@ class PasswordHasher:
         The replacement is set when the stored hash uses a deprecated scheme or cost factor and
         should be stored instead. With ``password_hash=None`` (unknown account) a dummy hash is
         checked so the answer takes as long as for a real account, and ``(False, None)`` comes back.
+
+        :raises ServiceBusy: the verification queue is full.
         """
         target = password_hash if password_hash is not None else self._dummy_hash
-        matches, new_hash = await anyio.to_thread.run_sync(
-            self._verify_and_update, password, target, limiter=self._threads()
-        )
+        matches, new_hash = await self.verifying.run(self._verify_and_update, password, target)
         if password_hash is None:
             return False, None
         return matches, new_hash
