@@ -81,7 +81,9 @@ class Accounts:
         :raises EmailTaken: another account has this email.
         :raises UsernameTaken: another account has this username.
         :raises PostKitError: whatever a ``validate_registration`` plugin raises.
+        :raises ServiceBusy: the queue of new password hashes is full.
         """
+        self.passwords.hashing.check()  # a full hashing queue costs no database work
         email = email.strip().lower()
         chosen = username.lower() if username else None
         taken = (
