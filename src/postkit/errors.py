@@ -32,6 +32,7 @@ __all__ = [
     "PostKitError",
     "PostNotFound",
     "PostRejected",
+    "ServiceBusy",
     "TooManyAttempts",
     "UserNotFound",
     "UsernameTaken",
@@ -50,6 +51,7 @@ class ErrorCode(str, Enum):
     VALIDATION_ERROR = "VALIDATION_ERROR"
     BODY_TOO_LARGE = "BODY_TOO_LARGE"
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
+    SERVICE_BUSY = "SERVICE_BUSY"
     # Accounts and authentication
     NOT_AUTHENTICATED = "NOT_AUTHENTICATED"
     INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
@@ -149,6 +151,19 @@ class DatabaseUnavailable(PostKitError):
     code = ErrorCode.DATABASE_UNAVAILABLE.value
     message = "The database is unavailable; try again shortly."
     default_headers = {"Retry-After": "5"}
+
+
+class ServiceBusy(PostKitError):
+    """Too much work is queued (password hashing, or logins waiting for one another); the
+    client may retry after ``Retry-After`` seconds."""
+
+    status_code = 503
+    code = ErrorCode.SERVICE_BUSY.value
+    message = "The server is busy; try again shortly."
+
+    def __init__(self, retry_after: int = 1) -> None:
+        super().__init__(headers={"Retry-After": str(retry_after)})
+        self.retry_after = retry_after
 
 
 # --- Accounts and authentication ----------------------------------------------------------------
@@ -332,7 +347,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         413: "Request body too large",
         422: "Invalid input",
         429: "Too many attempts",
-        503: "Database unavailable",
+        503: "Unavailable for now (the database is unreachable, or the server is busy): retry "
+        "after `Retry-After`",
     }
     return {
         status: {

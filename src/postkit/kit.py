@@ -58,7 +58,7 @@ class PostKit:
         self.db = Database.from_settings(settings)
         self.plugin_manager = build_plugin_manager(plugins, discover=settings.discover_plugins)
         self.hooks = HookRunner(self.plugin_manager)
-        self.passwords = PasswordHasher(settings.bcrypt_rounds)
+        self.passwords = PasswordHasher.from_settings(settings)
         self.tokens = TokenCodec(settings)
 
         self.sessions = Sessions(self.tokens, refresh_ttl=settings.refresh_token_ttl)
@@ -67,9 +67,7 @@ class PostKit:
         self.accounts = Accounts(
             passwords=self.passwords,
             sessions=self.sessions,
-            throttle=LoginThrottle(
-                max_failures=settings.login_max_failures, window=settings.login_failure_window
-            ),
+            throttle=LoginThrottle.from_settings(settings),
             hooks=self.hooks,
         )
         """Registration, login, profiles and account changes."""

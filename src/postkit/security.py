@@ -7,26 +7,30 @@ reason an access token fails is folded into one :class:`TokenError`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import os
 import re
 import secrets
+import threading
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
-import anyio
-import anyio.to_thread
 import jwt
-from anyio.lowlevel import RunVar
 from passlib.context import CryptContext
 
+from postkit.errors import ServiceBusy
 from postkit.models import MAX_ID
 from postkit.settings import PostKitSettings
 
 __all__ = [
     "AccessClaims",
+    "HashingLane",
     "PasswordHasher",
     "TokenCodec",
     "TokenError",
@@ -36,19 +40,75 @@ __all__ = [
     "new_session_id",
 ]
 
+T = TypeVar("T")
+
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "iss", "aud", "jti"]
 """Claims every access token must carry; PyJWT refuses a token without any of them."""
 
 _USER_ID = re.compile(r"[1-9][0-9]{0,9}")
 _MAX_TOKEN_CHARS = 8192
 
-# Password hashes computed at once, per event loop: more would not finish sooner on the
-# available cores, and would starve the event loop's own thread of CPU time.
-_HASHING_THREADS: RunVar[anyio.CapacityLimiter] = RunVar("postkit_hashing_threads")
-
-
 BCRYPT_MAX_BYTES = 72
 """bcrypt's input limit: older releases cut longer passwords to this, bcrypt 5 refuses them."""
+
+
+class HashingLane:
+    """A bounded queue of bcrypt work: ``workers`` threads of its own, at most ``queue`` more
+    calls waiting, and :class:`~postkit.errors.ServiceBusy` (503) at once for the next one
+    instead of an ever longer wait. bcrypt releases the GIL, so the threads use separate cores.
+
+    ``niceness`` lowers the CPU priority of the lane's threads (Linux schedules threads one by
+    one): when the cores are oversubscribed, the kernel runs the event loop and the verifying
+    threads first, and new hashes take whatever time is left. The threads start on first use.
+    """
+
+    def __init__(self, name: str, *, workers: int, queue: int, niceness: int = 0) -> None:
+        self.name = name
+        self.workers = workers
+        self.queue = queue
+        self.niceness = niceness
+        self.admitted = 0
+        """Calls running or waiting for a thread."""
+        self._executor: ThreadPoolExecutor | None = None
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=self.workers,
+                thread_name_prefix=f"postkit-{self.name}",
+                initializer=_lower_thread_priority,
+                initargs=(self.niceness,),
+            )
+        return self._executor
+
+    def check(self) -> None:
+        """Refuse now, before any other work, when a call would be refused anyway.
+
+        :raises ServiceBusy: the lane is full.
+        """
+        if self.admitted >= self.workers + self.queue:
+            raise ServiceBusy(1)
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)`` in one of the lane's threads.
+
+        :raises ServiceBusy: ``workers + queue`` calls are already running or waiting.
+        """
+        self.check()
+        self.admitted += 1
+        try:
+            return await asyncio.wrap_future(self._pool().submit(function, *args))
+        finally:
+            self.admitted -= 1
+
+
+def _lower_thread_priority(niceness: int) -> None:
+    if niceness <= 0 or not hasattr(os, "setpriority"):
+        return
+    with contextlib.suppress(OSError):
+        thread = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, thread)
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, current + niceness))
 
 
 class PasswordHasher:
@@ -58,34 +118,58 @@ class PasswordHasher:
     72-byte truncation); plain ``bcrypt`` hashes still verify and are replaced on the next
     successful login, as are hashes made with an outdated cost factor.
 
+    Verifying and hashing run in two separate :class:`HashingLane` queues, each bounded.
+
     :param rounds: the bcrypt cost factor for new hashes (``bcrypt_rounds`` in settings).
+    :param verify_workers: threads verifying at once (default: the CPU cores).
+    :param verify_queue: verifications that may wait for a thread.
+    :param hash_workers: threads hashing new passwords at once (default: half the cores).
+    :param hash_queue: new hashes that may wait for a thread.
     """
 
-    def __init__(self, rounds: int) -> None:
+    def __init__(
+        self,
+        rounds: int,
+        *,
+        verify_workers: int | None = None,
+        verify_queue: int = 64,
+        hash_workers: int | None = None,
+        hash_queue: int = 8,
+    ) -> None:
         self.context = CryptContext(
             schemes=["bcrypt_sha256", "bcrypt"],
             deprecated="auto",
             bcrypt_sha256__rounds=rounds,
             bcrypt__rounds=rounds,
         )
+        cores = os.cpu_count() or 2
+        self.verifying = HashingLane(
+            "verify", workers=verify_workers or max(1, cores), queue=verify_queue
+        )
+        """Checks of a password someone typed (logins, current-password checks)."""
+        self.hashing = HashingLane(
+            "hash", workers=hash_workers or max(1, cores // 2), queue=hash_queue, niceness=10
+        )
+        """New hashes (registrations, password changes): apart, so they cannot starve logins."""
         # Verified against when the account does not exist, so both paths cost the same.
         self._dummy_hash = self.context.hash(secrets.token_urlsafe(24))
 
-    def _threads(self) -> anyio.CapacityLimiter:
-        # One limiter per event loop, shared by every kit in it: they share the cores too.
-        try:
-            return _HASHING_THREADS.get()
-        except LookupError:
-            limiter = anyio.CapacityLimiter(max(2, os.cpu_count() or 2))
-            _HASHING_THREADS.set(limiter)
-            return limiter
+    @classmethod
+    def from_settings(cls, settings: PostKitSettings) -> PasswordHasher:
+        return cls(
+            settings.bcrypt_rounds,
+            verify_workers=settings.password_verify_workers,
+            verify_queue=settings.password_verify_queue,
+            hash_workers=settings.password_hash_workers,
+            hash_queue=settings.password_hash_queue,
+        )
 
     async def hash(self, password: str) -> str:
-        """A new ``bcrypt_sha256`` hash of ``password``, computed in a worker thread."""
-        result: str = await anyio.to_thread.run_sync(
-            self.context.hash, password, limiter=self._threads()
-        )
-        return result
+        """A new ``bcrypt_sha256`` hash of ``password``, computed in a hashing thread.
+
+        :raises ServiceBusy: the hashing queue is full.
+        """
+        return await self.hashing.run(self.context.hash, password)
 
     def _verify_and_update(self, password: str, password_hash: str) -> tuple[bool, str | None]:
         try:
@@ -110,11 +194,11 @@ class PasswordHasher:
         The replacement is set when the stored hash uses a deprecated scheme or cost factor and
         should be stored instead. With ``password_hash=None`` (unknown account) a dummy hash is
         checked so the answer takes as long as for a real account, and ``(False, None)`` comes back.
+
+        :raises ServiceBusy: the verification queue is full.
         """
         target = password_hash if password_hash is not None else self._dummy_hash
-        matches, new_hash = await anyio.to_thread.run_sync(
-            self._verify_and_update, password, target, limiter=self._threads()
-        )
+        matches, new_hash = await self.verifying.run(self._verify_and_update, password, target)
         if password_hash is None:
             return False, None
         return matches, new_hash

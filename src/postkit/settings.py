@@ -139,10 +139,82 @@ class PostKitSettings(BaseSettings):
         default=8, ge=1, le=128, description="Shortest password accepted at registration."
     )
     login_max_failures: int = Field(
-        default=5, ge=1, description="Failed logins allowed per account and per client address."
+        default=5,
+        ge=1,
+        description=(
+            "Failed password checks allowed per account from one network (IPv4 address or "
+            "IPv6 /64) per window before each further one waits `login_delay`, doubling."
+        ),
+    )
+    login_address_max_failures: int = Field(
+        default=100,
+        ge=1,
+        description=(
+            "Failed password checks allowed per network over all accounts per window (credential "
+            "stuffing); past it the network's logins answer 429, except for accounts it is "
+            "familiar to."
+        ),
+    )
+    login_account_max_failures: int = Field(
+        default=20,
+        ge=1,
+        description=(
+            "Failed password checks allowed per account per window from networks it is not "
+            "familiar to (distributed guessing); past it those networks get 429 for that account "
+            "until failures leave the window or the password is changed."
+        ),
     )
     login_failure_window: timedelta = Field(
         default=timedelta(minutes=15), description="Window in which failed logins are counted."
+    )
+    login_delay: timedelta = Field(
+        default=timedelta(seconds=1),
+        description=(
+            "Wait before the first check past `login_max_failures` (per account and network); "
+            "it doubles with each further failure, up to `login_failure_window`."
+        ),
+    )
+    login_familiar_window: timedelta = Field(
+        default=timedelta(days=30),
+        description=(
+            "How long a correct password from a network makes it familiar for the account "
+            "(exempt from the per-network and per-account budgets)."
+        ),
+    )
+    password_verify_workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description=(
+            "Threads verifying passwords for logins and current-password checks at once, per "
+            "process; unset: the number of CPU cores."
+        ),
+    )
+    password_verify_queue: int = Field(
+        default=64,
+        ge=0,
+        description=(
+            "Password checks that may wait for a verifying thread; more answer "
+            "`503 SERVICE_BUSY` with `Retry-After`."
+        ),
+    )
+    password_hash_workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description=(
+            "Threads hashing new passwords (registrations, password changes) at once, per "
+            "process; unset: half the CPU cores, at least 1. Kept apart from verification, so "
+            "a flood of registrations cannot starve logins."
+        ),
+    )
+    password_hash_queue: int = Field(
+        default=8,
+        ge=0,
+        description=(
+            "New-password hashes that may wait for a hashing thread; more answer "
+            "`503 SERVICE_BUSY` with `Retry-After`."
+        ),
     )
 
     # --- Posts and votes ----------------------------------------------------------------------
@@ -195,7 +267,14 @@ class PostKitSettings(BaseSettings):
                 )
         return value
 
-    @field_validator("access_token_ttl", "refresh_token_ttl", "login_failure_window", mode="before")
+    @field_validator(
+        "access_token_ttl",
+        "refresh_token_ttl",
+        "login_failure_window",
+        "login_delay",
+        "login_familiar_window",
+        mode="before",
+    )
     @classmethod
     def _seconds_as_duration(cls, value: object) -> object:
         # POSTKIT_ACCESS_TOKEN_TTL=900 means seconds; pydantic alone only parses "PT15M" strings.
@@ -203,7 +282,13 @@ class PostKitSettings(BaseSettings):
             return float(value)
         return value
 
-    @field_validator("access_token_ttl", "refresh_token_ttl", "login_failure_window")
+    @field_validator(
+        "access_token_ttl",
+        "refresh_token_ttl",
+        "login_failure_window",
+        "login_delay",
+        "login_familiar_window",
+    )
     @classmethod
     def _positive_duration(cls, value: timedelta) -> timedelta:
         if value.total_seconds() <= 0:

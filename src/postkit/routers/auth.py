@@ -78,7 +78,7 @@ def get_auth_router(accounts: Accounts, sessions: Sessions, deps: Dependencies) 
         "/login",
         name=LOGIN_ROUTE_NAME,
         response_model=TokenPair,
-        responses={**_TOKEN_RESPONSE, **error_responses(401, 413, 422, 429)},
+        responses={**_TOKEN_RESPONSE, **error_responses(401, 413, 422, 429, 503)},
     )
     async def login(
         form: Annotated[LoginForm, Depends()],
@@ -88,8 +88,10 @@ def get_auth_router(accounts: Accounts, sessions: Sessions, deps: Dependencies) 
     ) -> TokenPair:
         """Exchange an email (or username) and password for an access token and a refresh token.
 
-        Failed attempts are limited per account identifier and per client address (429 with
-        `Retry-After`). An unknown account and a wrong password get the same answer.
+        Failed attempts are budgeted per account and network, per network and per account from
+        unfamiliar networks (429 with `Retry-After`; see the authentication guide). An unknown
+        account and a wrong password get the same answer. 503 `SERVICE_BUSY` when the password
+        checks are saturated.
         """
         _, issued = await accounts.login(
             session, login=form.username, password=form.password, address=client_address(request)

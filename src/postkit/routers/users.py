@@ -36,7 +36,7 @@ def get_users_router(
         name="postkit:register",
         status_code=status.HTTP_201_CREATED,
         response_model=UserPrivate,
-        responses=error_responses(403, 409, 413, 422),
+        responses=error_responses(403, 409, 413, 422, 503),
     )
     async def register(body: Registration, session: Session) -> User:  # type: ignore[valid-type]
         """Create an account. Without `username`, a random one is generated.
@@ -64,7 +64,7 @@ def get_users_router(
         "/users/me",
         name="postkit:update_me",
         response_model=UserPrivate,
-        responses=error_responses(401, 403, 409, 413, 422, 429),
+        responses=error_responses(401, 403, 409, 413, 422, 429, 503),
     )
     async def update_me(
         body: Changes,  # type: ignore[valid-type]

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from postkit.errors import (
     EmailTaken,
     InvalidCredentials,
+    ServiceBusy,
     UsernameTaken,
     UserNotFound,
     WrongCurrentPassword,
@@ -29,6 +30,12 @@ from postkit.services.throttle import LoginThrottle, throttle_keys
 __all__ = ["Accounts"]
 
 _GENERATED_USERNAME_TRIES = 5
+
+
+def _subject(user: User | None, login: str) -> str:
+    """Whom a password check is for, as the throttle counts it: the account when it exists,
+    else what was typed (normalised)."""
+    return f"user:{user.id}" if user is not None else f"login:{login.strip().lower()}"
 
 
 def _generated_username() -> str:
@@ -74,7 +81,9 @@ class Accounts:
         :raises EmailTaken: another account has this email.
         :raises UsernameTaken: another account has this username.
         :raises PostKitError: whatever a ``validate_registration`` plugin raises.
+        :raises ServiceBusy: the queue of new password hashes is full.
         """
+        self.passwords.hashing.check()  # a full hashing queue costs no database work
         email = email.strip().lower()
         chosen = username.lower() if username else None
         taken = (
@@ -128,28 +137,38 @@ class Accounts:
     ) -> tuple[User, IssuedTokens]:
         """Check a password login and open an auth session for it.
 
-        In order: reserve a throttle slot for the account identifier and the client address
-        (429 when either is over its limit), look the account up, verify the password in a
-        worker thread (against a dummy hash when there is no account, so both paths cost the
-        same), then, on success, upgrade an outdated hash, clear the account's failures, open
-        the session, commit and call ``after_login``.
+        In order: look the account up, wait for room under its throttle budgets (429 when
+        recorded failures used one up; see :mod:`postkit.services.throttle`), verify the
+        password in a worker thread (against a dummy hash when there is no account, so both
+        paths cost the same), then record a failure, or, on success, upgrade an outdated hash,
+        clear the account's failures from this network, open the session, commit and call
+        ``after_login``.
+
+        The budgets are keyed on the account's id when it exists and on the normalised
+        identifier when it does not, so its email and username share them; both paths make
+        the same queries.
 
         :raises InvalidCredentials: unknown account, inactive account or wrong password, alike.
-        :raises TooManyAttempts: the account identifier or the address is over its limit.
+        :raises TooManyAttempts: a budget of the account or of the client's network is used up.
+        :raises ServiceBusy: the password verification queue is full.
         """
-        reservations = await self.throttle.reserve(
-            session, keys=throttle_keys(login=login, address=address)
-        )
         user = await self.find_by_login(session, login=login)
-        await session.commit()  # hand the connection back while bcrypt runs
-        matches, new_hash = await self.passwords.verify(
-            password, user.password_hash if user else None
+        admission = await self.throttle.admit(
+            session, keys=throttle_keys(subject=_subject(user, login), address=address)
         )
+        try:
+            matches, new_hash = await self.passwords.verify(
+                password, user.password_hash if user else None
+            )
+        except ServiceBusy:
+            await self.throttle.withdraw(session, admission)  # no guess was checked
+            raise
         if user is None or not matches or not user.is_active:
-            raise InvalidCredentials()  # the reservations stay: they are the failure record
+            await self.throttle.failed(session, admission)
+            raise InvalidCredentials()
         if new_hash is not None:
             user.password_hash = new_hash
-        await self.throttle.succeeded(session, ids=reservations, login=login)
+        await self.throttle.succeeded(session, admission)
         issued = await self.sessions.start(session, user=user)
         await self.hooks.notify("after_login", user=user)
         return user, issued
@@ -186,6 +205,7 @@ class Accounts:
         :raises UsernameTaken: another account has the new username.
         :raises WrongCurrentPassword: a new password without the right current one.
         :raises TooManyAttempts: too many wrong current passwords.
+        :raises ServiceBusy: the password queues are full (nothing was changed).
         """
         user = auth.user
         if username is not None:
@@ -195,16 +215,21 @@ class Accounts:
         if new_password is not None:
             if current_password is None:
                 raise WrongCurrentPassword()
-            reservations = await self.throttle.reserve(
-                session, keys=throttle_keys(login=user.email, address=address)
+            admission = await self.throttle.admit(
+                session, keys=throttle_keys(subject=_subject(user, user.email), address=address)
             )
-            await session.commit()  # no transaction open while bcrypt runs
-            matches, _ = await self.passwords.verify(current_password, user.password_hash)
+            try:
+                matches, _ = await self.passwords.verify(current_password, user.password_hash)
+            except ServiceBusy:
+                await self.throttle.withdraw(session, admission)
+                raise
             if not matches:
+                await self.throttle.failed(session, admission)
                 raise WrongCurrentPassword()
-            new_hash = await self.passwords.hash(new_password)
-            await self.throttle.succeeded(session, ids=reservations, login=user.email)
-            user.password_hash = new_hash
+            await self.throttle.succeeded(session, admission)
+            await session.commit()  # the check is on record; no transaction open while hashing
+            user.password_hash = await self.passwords.hash(new_password)
+            await self.throttle.password_changed(session, user_id=user.id)
             await self.sessions.end_others(
                 session, user=user, keep_session_id=auth.claims.session_id
             )
