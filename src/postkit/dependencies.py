@@ -1,5 +1,5 @@
 """The FastAPI dependencies of one kit: the request's session, the authenticated user, the
-client's address, and the route class with the kit's body limit.
+client's address, the rate limits, and the route class with the kit's body limit.
 
 :class:`Dependencies` is built by :class:`~postkit.PostKit` from explicit pieces (the database
 and the session service) and shared by its routers and its host: ``kit.session``,
@@ -9,7 +9,7 @@ and the session service) and shared by its routers and its host: ``kit.session``
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.openapi.models import OAuth2 as OAuth2Model
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,6 +18,13 @@ from starlette.routing import NoMatchFound
 from postkit.db import Database
 from postkit.errors import NotAuthenticated
 from postkit.models import User
+from postkit.ratelimit import (
+    Per,
+    RateLimits,
+    address_partition,
+    rate_limited_response,
+    with_rate_limit_headers,
+)
 from postkit.routing import body_limited_route
 from postkit.services.sessions import Authenticated, Sessions
 
@@ -28,7 +35,8 @@ LOGIN_ROUTE_NAME = "postkit:login"
 
 
 def client_address(request: Request) -> str:
-    """The address login throttling counts against: the peer of the connection.
+    """The address login throttling and per-address rate limits count against: the peer of
+    the connection.
 
     Behind a reverse proxy this is the proxy unless the server trusts its forwarding headers
     (uvicorn ``--proxy-headers --forwarded-allow-ips``, gunicorn ``forwarded_allow_ips``).
@@ -51,6 +59,7 @@ class Dependencies:
     :param sessions: checks access tokens against their auth sessions.
     :param max_body_bytes: request bodies over this answer 413 on the kit's routes.
     :param public_reads: whether anonymous clients may read posts and profiles.
+    :param rate_limits: the kit's rate limits, enforced by :meth:`rate_limit` dependencies.
     """
 
     def __init__(
@@ -60,9 +69,12 @@ class Dependencies:
         sessions: Sessions,
         max_body_bytes: int,
         public_reads: bool,
+        rate_limits: RateLimits,
     ) -> None:
         self.sessions = sessions
-        self.route_class = body_limited_route(max_body_bytes)
+        self.rate_limits = rate_limits
+        # The rate limit fields go on every answer of a limited route, whatever it returns.
+        self.route_class = with_rate_limit_headers(body_limited_route(max_body_bytes))
         # auto_error=False: postkit raises its own 401 with its own body. The token URL is a
         # placeholder until bind_token_url() sees where the host mounted the login route.
         self.bearer = OAuth2PasswordBearer(tokenUrl="login", auto_error=False)
@@ -81,6 +93,75 @@ class Dependencies:
     def router(self, *, tags: list[str]) -> APIRouter:
         """A new router whose routes answer with postkit's error bodies and body limit."""
         return APIRouter(route_class=self.route_class, tags=list(tags))
+
+    def rate_limit(
+        self,
+        name: str,
+        *,
+        rate: str | None = None,
+        per: Per | None = None,
+        when: Callable[[Request], bool] | None = None,
+    ) -> Any:
+        """A ``Depends`` marker that counts the request against the rate limit ``name`` and
+        answers 429 ``RATE_LIMITED`` past it: ``dependencies=[deps.rate_limit("vote")]``.
+
+        ``name`` is a built-in limit (``register``, ``login``, ``token_refresh``,
+        ``password_change``, ``account_email``, ``post_create``, ``vote``, ``search``) or one
+        defined here by giving ``rate`` (``"5/minute"``) and ``per``. ``when`` limits only the
+        requests it accepts (``GET /posts`` counts only searches). A limit counted per account
+        lets requests without a token through uncounted: the route answers them 401.
+        """
+        if rate is not None:
+            policy = self.rate_limits.define(name, rate, per=per or "account")
+        else:
+            policy = self.rate_limits.policy(name)
+        limits = self.rate_limits
+
+        if policy.per == "address":
+
+            async def limit_by_address(request: Request, response: Response) -> None:
+                if when is None or when(request):
+                    partition = address_partition(client_address(request))
+                    await limits.enforce(policy, partition, request=request, response=response)
+
+            limit_by_address.__name__ = f"rate_limit_{policy.name}"
+            return Depends(limit_by_address)
+
+        async def limit_by_account(
+            request: Request,
+            response: Response,
+            user: Annotated[User | None, Depends(self.optional_user)],
+        ) -> None:
+            if when is not None and not when(request):
+                return
+            if user is not None:
+                partition = f"user:{user.id}"
+            elif policy.per == "reader":
+                partition = address_partition(client_address(request))
+            else:
+                return
+            await limits.enforce(policy, partition, request=request, response=response)
+
+        limit_by_account.__name__ = f"rate_limit_{policy.name}"
+        return Depends(limit_by_account)
+
+    async def enforce_rate_limit(self, name: str, request: Request, *, user: User | None) -> None:
+        """Count the request against the limit ``name`` from inside a route, for limits that
+        depend on the body (a password change is limited, a username change is not)."""
+        policy = self.rate_limits.policy(name)
+        if user is not None and policy.per != "address":
+            partition = f"user:{user.id}"
+        elif policy.per == "account":
+            return
+        else:
+            partition = address_partition(client_address(request))
+        await self.rate_limits.enforce(policy, partition, request=request)
+
+    def rate_limit_responses(self, *names: str) -> dict[int | str, dict[str, Any]]:
+        """The OpenAPI 429 entry (with its headers) when any of the limits ``names`` is on."""
+        if any(self.rate_limits.active(name) for name in names):
+            return rate_limited_response()
+        return {}
 
     def _build_optional_auth(self) -> Callable[..., Awaitable[Authenticated | None]]:
         sessions = self.sessions

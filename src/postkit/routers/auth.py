@@ -57,15 +57,17 @@ def get_auth_router(accounts: Accounts, sessions: Sessions, deps: Dependencies) 
         "/login",
         name=LOGIN_ROUTE_NAME,
         response_model=TokenPair,
-        responses=error_responses(401, 413, 422, 429),
+        responses={**error_responses(401, 413, 422, 429), **deps.rate_limit_responses("login")},
+        dependencies=[deps.rate_limit("login")],
     )
     async def login(
         form: Annotated[LoginForm, Depends()], session: Session, request: Request
     ) -> TokenPair:
         """Exchange an email (or username) and password for an access token and a refresh token.
 
-        Failed attempts are limited per account identifier and per client address (429 with
-        `Retry-After`). An unknown account and a wrong password get the same answer.
+        Failed attempts are limited per account identifier and per client address (429
+        `TOO_MANY_ATTEMPTS` with `Retry-After`), and all attempts per client address (429
+        `RATE_LIMITED`). An unknown account and a wrong password get the same answer.
         """
         _, issued = await accounts.login(
             session, login=form.username, password=form.password, address=client_address(request)
@@ -76,7 +78,8 @@ def get_auth_router(accounts: Accounts, sessions: Sessions, deps: Dependencies) 
         "/token/refresh",
         name="postkit:refresh",
         response_model=TokenPair,
-        responses=error_responses(401, 413, 422),
+        responses={**error_responses(401, 413, 422), **deps.rate_limit_responses("token_refresh")},
+        dependencies=[deps.rate_limit("token_refresh")],
     )
     async def refresh(body: RefreshRequest, session: Session) -> TokenPair:
         """Exchange a refresh token for a new access token and a new refresh token.

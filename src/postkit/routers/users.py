@@ -36,7 +36,8 @@ def get_users_router(
         name="postkit:register",
         status_code=status.HTTP_201_CREATED,
         response_model=UserPrivate,
-        responses=error_responses(403, 409, 413, 422),
+        responses={**error_responses(403, 409, 413, 422), **deps.rate_limit_responses("register")},
+        dependencies=[deps.rate_limit("register")],
     )
     async def register(body: Registration, session: Session) -> User:  # type: ignore[valid-type]
         """Create an account. Without `username`, a random one is generated.
@@ -64,7 +65,10 @@ def get_users_router(
         "/users/me",
         name="postkit:update_me",
         response_model=UserPrivate,
-        responses=error_responses(401, 403, 409, 413, 422, 429),
+        responses={
+            **error_responses(401, 403, 409, 413, 422, 429),
+            **deps.rate_limit_responses("password_change"),
+        },
     )
     async def update_me(
         body: Changes,  # type: ignore[valid-type]
@@ -75,8 +79,11 @@ def get_users_router(
         """Change the username and/or the password of the authenticated account.
 
         A new `password` needs `current_password` (403 `WRONG_CURRENT_PASSWORD` otherwise) and
-        signs out every other session of the account; this one stays signed in.
+        signs out every other session of the account; this one stays signed in. Password
+        changes are rate limited per account (429 `RATE_LIMITED`).
         """
+        if body.password is not None:  # type: ignore[attr-defined]
+            await deps.enforce_rate_limit("password_change", request, user=auth.user)
         return await accounts.update(
             session,
             auth=auth,
