@@ -472,3 +472,35 @@ async def test_openapi_documents_the_429_and_its_headers_on_every_limited_route(
     )
     unlimited = document["paths"]["/api/users/me"]["get"]["responses"]
     assert "429" not in unlimited
+
+
+# --- Several worker processes ---------------------------------------------------------------
+
+
+@pytest.mark.postgres_only
+def test_a_limit_holds_across_worker_processes(tmp_path: Path) -> None:
+    """Three gunicorn workers on one PostgreSQL database: 12 concurrent registrations from one
+    address with a limit of 5 let exactly 5 through, whichever workers answer them."""
+    from conftest import require_postgres
+    from reliability_support import free_port, gunicorn_command, serve, server_env
+
+    require_postgres("rate limits across worker processes")
+    url = create_postgres_database("postkit_rl_workers")
+    try:
+        upgrade(url)
+        port = free_port()
+        env = server_env(url, rate_limit_register="5/hour", database_pool_size=4)
+        with serve(gunicorn_command(port, 3), env=env, log_dir=tmp_path, port=port) as server:
+
+            async def burst() -> list[int]:
+                async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+                    answers = await asyncio.gather(
+                        *(http.post("/users", json=registration(n)) for n in range(12))
+                    )
+                    return sorted(answer.status_code for answer in answers)
+
+            assert asyncio.run(burst()) == [201] * 5 + [429] * 7
+            pids = {line for line in server.log.splitlines() if "Booting worker" in line}
+            assert len(pids) == 3
+    finally:
+        drop_postgres_database(url)
