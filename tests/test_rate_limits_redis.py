@@ -53,7 +53,7 @@ def closed_port() -> int:
     return port  # nothing listens there once the socket is closed
 
 
-async def with_ping(client: KitClient, rate: str = "10/minute") -> KitClient:
+async def with_ping(client: KitClient, rate: str = "10/hour") -> KitClient:
     """Add a cheap host route limited per address, to count hits without other work."""
 
     @client.app.get("/ping", dependencies=[client.kit.rate_limit("ping", rate=rate, per="address")])
@@ -83,7 +83,7 @@ async def test_fifty_concurrent_hits_with_limit_ten_let_exactly_ten_through(
     refused = await client.get("/ping")
     assert refused.json()["code"] == "RATE_LIMITED"
     assert refused.headers["RateLimit"].startswith('"ping";r=0;t=')
-    assert refused.headers["RateLimit-Policy"] == '"ping";q=10;w=60'
+    assert refused.headers["RateLimit-Policy"] == '"ping";q=10;w=3600'
 
 
 async def test_postkit_routes_count_in_redis(make_client: MakeClient, prefix: str) -> None:
@@ -103,11 +103,11 @@ async def test_two_kits_with_their_own_prefixes_do_not_share_counters(
     make_client: MakeClient, prefix: str
 ) -> None:
     url = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
-    one = await with_ping(await make_client(redis_url=url, redis_key_prefix=prefix), "2/minute")
+    one = await with_ping(await make_client(redis_url=url, redis_key_prefix=prefix), "2/hour")
     two = await with_ping(
-        await make_client(redis_url=url, redis_key_prefix=f"{prefix}other:"), "2/minute"
+        await make_client(redis_url=url, redis_key_prefix=f"{prefix}other:"), "2/hour"
     )
-    same = await with_ping(await make_client(redis_url=url, redis_key_prefix=prefix), "2/minute")
+    same = await with_ping(await make_client(redis_url=url, redis_key_prefix=prefix), "2/hour")
     assert [r.status_code for r in [await one.get("/ping"), await one.get("/ping")]] == [200, 200]
     assert (await two.get("/ping")).status_code == 200  # its own namespace
     assert (await same.get("/ping")).status_code == 429  # the same namespace: a shared counter
@@ -164,7 +164,7 @@ async def test_redis_going_away_mid_run_then_coming_back(
                 redis_key_prefix=prefix,
                 redis_timeout=0.3,
             ),
-            "3/minute",
+            "3/hour",
         )
         with caplog.at_level(logging.WARNING, logger="postkit"):
             assert await statuses(client, "/ping", 3) == [200] * 3

@@ -6,6 +6,7 @@ and the session service) and shared by its routers and its host: ``kit.session``
 ``kit.current_user``, ``kit.optional_user`` and ``kit.current_auth`` are its attributes.
 """
 
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, cast
 
@@ -26,6 +27,7 @@ from postkit.ratelimit import (
     with_rate_limit_headers,
 )
 from postkit.routing import body_limited_route
+from postkit.security import TokenError
 from postkit.services.sessions import Authenticated, Sessions
 
 __all__ = ["LOGIN_ROUTE_NAME", "Authenticated", "Dependencies", "client_address"]
@@ -42,6 +44,21 @@ def client_address(request: Request) -> str:
     (uvicorn ``--proxy-headers --forwarded-allow-ips``, gunicorn ``forwarded_allow_ips``).
     """
     return request.client.host if request.client else "unknown"
+
+
+async def _accepts(when: Callable[[Request], bool | Awaitable[bool]], request: Request) -> bool:
+    answer = when(request)
+    return bool(await answer) if inspect.isawaitable(answer) else bool(answer)
+
+
+async def changes_password(request: Request) -> bool:
+    """Whether a JSON body sets ``password`` (read from the body FastAPI already received).
+    A body that is not JSON is not counted: the route answers it 422."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("password") is not None
 
 
 class Dependencies:
@@ -100,16 +117,17 @@ class Dependencies:
         *,
         rate: str | None = None,
         per: Per | None = None,
-        when: Callable[[Request], bool] | None = None,
+        when: Callable[[Request], bool | Awaitable[bool]] | None = None,
     ) -> Any:
         """A ``Depends`` marker that counts the request against the rate limit ``name`` and
         answers 429 ``RATE_LIMITED`` past it: ``dependencies=[deps.rate_limit("vote")]``.
 
         ``name`` is a built-in limit (``register``, ``login``, ``token_refresh``,
         ``password_change``, ``account_email``, ``post_create``, ``vote``, ``search``) or one
-        defined here by giving ``rate`` (``"5/minute"``) and ``per``. ``when`` limits only the
-        requests it accepts (``GET /posts`` counts only searches). A limit counted per account
-        lets requests without a token through uncounted: the route answers them 401.
+        defined here by giving ``rate`` (``"5/minute"``) and ``per``. ``when`` (sync or async,
+        given the request) limits only the requests it accepts: ``GET /posts`` counts only
+        searches, ``PATCH /users/me`` only password changes. A limit counted per account lets
+        requests without a valid token through uncounted: the route answers them 401.
         """
         if rate is not None:
             policy = self.rate_limits.define(name, rate, per=per or "account")
@@ -120,42 +138,38 @@ class Dependencies:
         if policy.per == "address":
 
             async def limit_by_address(request: Request, response: Response) -> None:
-                if when is None or when(request):
+                if when is None or await _accepts(when, request):
                     partition = address_partition(client_address(request))
                     await limits.enforce(policy, partition, request=request, response=response)
 
             limit_by_address.__name__ = f"rate_limit_{policy.name}"
             return Depends(limit_by_address)
 
+        tokens = self.sessions.tokens
+
         async def limit_by_account(
             request: Request,
             response: Response,
-            user: Annotated[User | None, Depends(self.optional_user)],
+            token: Annotated[str | None, Depends(self.bearer)],
         ) -> None:
-            if when is not None and not when(request):
+            if when is not None and not await _accepts(when, request):
                 return
-            if user is not None:
-                partition = f"user:{user.id}"
+            if token:
+                # The account is read from the token's verified signature, without the
+                # database: counting must not hold a pooled connection while it waits for
+                # another (the route then checks the token fully, revocation included).
+                try:
+                    partition = f"user:{tokens.verify_access_token(token).user_id}"
+                except TokenError:
+                    return  # the route answers 401
             elif policy.per == "reader":
                 partition = address_partition(client_address(request))
             else:
-                return
+                return  # the route answers 401
             await limits.enforce(policy, partition, request=request, response=response)
 
         limit_by_account.__name__ = f"rate_limit_{policy.name}"
         return Depends(limit_by_account)
-
-    async def enforce_rate_limit(self, name: str, request: Request, *, user: User | None) -> None:
-        """Count the request against the limit ``name`` from inside a route, for limits that
-        depend on the body (a password change is limited, a username change is not)."""
-        policy = self.rate_limits.policy(name)
-        if user is not None and policy.per != "address":
-            partition = f"user:{user.id}"
-        elif policy.per == "account":
-            return
-        else:
-            partition = address_partition(client_address(request))
-        await self.rate_limits.enforce(policy, partition, request=request)
 
     def rate_limit_responses(self, *names: str) -> dict[int | str, dict[str, Any]]:
         """The OpenAPI 429 entry (with its headers) when any of the limits ``names`` is on."""

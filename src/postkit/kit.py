@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -128,7 +128,7 @@ class PostKit:
         *,
         rate: str | None = None,
         per: Per | None = None,
-        when: Callable[[Request], bool] | None = None,
+        when: Callable[[Request], bool | Awaitable[bool]] | None = None,
     ) -> Any:
         """A ``Depends`` marker applying a rate limit to a host's own route::
 

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Request, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from postkit.dependencies import Authenticated, Dependencies, client_address
+from postkit.dependencies import Authenticated, Dependencies, changes_password, client_address
 from postkit.errors import error_responses
 from postkit.models import User
 from postkit.routers.common import ItemId
@@ -69,6 +69,7 @@ def get_users_router(
             **error_responses(401, 403, 409, 413, 422, 429),
             **deps.rate_limit_responses("password_change"),
         },
+        dependencies=[deps.rate_limit("password_change", when=changes_password)],
     )
     async def update_me(
         body: Changes,  # type: ignore[valid-type]
@@ -82,8 +83,6 @@ def get_users_router(
         signs out every other session of the account; this one stays signed in. Password
         changes are rate limited per account (429 `RATE_LIMITED`).
         """
-        if body.password is not None:  # type: ignore[attr-defined]
-            await deps.enforce_rate_limit("password_change", request, user=auth.user)
         return await accounts.update(
             session,
             auth=auth,
