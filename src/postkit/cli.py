@@ -385,8 +385,9 @@ def _standalone_only(action: str, operation: Callable[..., Any]) -> Callable[...
             )
         if history.unrecorded and action != "stamp":
             raise CommandFailed(
-                f"postkit's tables exist but {VERSION_TABLE} records no revision; if they are "
-                "at postkit's head, record that with `postkit db stamp head`"
+                f"postkit's tables exist but {VERSION_TABLE} records no revision; record the "
+                "revision they are at with `postkit db stamp REVISION` (`postkit db history` "
+                "lists them), then run `postkit db upgrade`"
             )
         return operation(config, *args, **kwargs)
 

@@ -1,15 +1,16 @@
 """The FastAPI dependencies of one kit: the request's session, the authenticated user, the
-client's address, and the route class with the kit's body limit.
+client's address, the rate limits, and the route class with the kit's body limit.
 
 :class:`Dependencies` is built by :class:`~postkit.PostKit` from explicit pieces (the database
 and the session service) and shared by its routers and its host: ``kit.session``,
 ``kit.current_user``, ``kit.optional_user`` and ``kit.current_auth`` are its attributes.
 """
 
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.openapi.models import OAuth2 as OAuth2Model
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,7 +19,15 @@ from starlette.routing import NoMatchFound
 from postkit.db import Database
 from postkit.errors import NotAuthenticated
 from postkit.models import User
+from postkit.ratelimit import (
+    Per,
+    RateLimits,
+    address_partition,
+    rate_limited_response,
+    with_rate_limit_headers,
+)
 from postkit.routing import body_limited_route
+from postkit.security import TokenError
 from postkit.services.sessions import Authenticated, Sessions
 
 __all__ = ["LOGIN_ROUTE_NAME", "Authenticated", "Dependencies", "client_address"]
@@ -28,12 +37,28 @@ LOGIN_ROUTE_NAME = "postkit:login"
 
 
 def client_address(request: Request) -> str:
-    """The address login throttling counts against: the peer of the connection.
+    """The address login throttling and per-address rate limits count against: the peer of
+    the connection.
 
     Behind a reverse proxy this is the proxy unless the server trusts its forwarding headers
     (uvicorn ``--proxy-headers --forwarded-allow-ips``, gunicorn ``forwarded_allow_ips``).
     """
     return request.client.host if request.client else "unknown"
+
+
+async def _accepts(when: Callable[[Request], bool | Awaitable[bool]], request: Request) -> bool:
+    answer = when(request)
+    return bool(await answer) if inspect.isawaitable(answer) else bool(answer)
+
+
+async def changes_password(request: Request) -> bool:
+    """Whether a JSON body sets ``password`` (read from the body FastAPI already received).
+    A body that is not JSON is not counted: the route answers it 422."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("password") is not None
 
 
 class Dependencies:
@@ -51,6 +76,7 @@ class Dependencies:
     :param sessions: checks access tokens against their auth sessions.
     :param max_body_bytes: request bodies over this answer 413 on the kit's routes.
     :param public_reads: whether anonymous clients may read posts and profiles.
+    :param rate_limits: the kit's rate limits, enforced by :meth:`rate_limit` dependencies.
     """
 
     def __init__(
@@ -60,9 +86,12 @@ class Dependencies:
         sessions: Sessions,
         max_body_bytes: int,
         public_reads: bool,
+        rate_limits: RateLimits,
     ) -> None:
         self.sessions = sessions
-        self.route_class = body_limited_route(max_body_bytes)
+        self.rate_limits = rate_limits
+        # The rate limit fields go on every answer of a limited route, whatever it returns.
+        self.route_class = with_rate_limit_headers(body_limited_route(max_body_bytes))
         # auto_error=False: postkit raises its own 401 with its own body. The token URL is a
         # placeholder until bind_token_url() sees where the host mounted the login route.
         self.bearer = OAuth2PasswordBearer(tokenUrl="login", auto_error=False)
@@ -81,6 +110,72 @@ class Dependencies:
     def router(self, *, tags: list[str]) -> APIRouter:
         """A new router whose routes answer with postkit's error bodies and body limit."""
         return APIRouter(route_class=self.route_class, tags=list(tags))
+
+    def rate_limit(
+        self,
+        name: str,
+        *,
+        rate: str | None = None,
+        per: Per | None = None,
+        when: Callable[[Request], bool | Awaitable[bool]] | None = None,
+    ) -> Any:
+        """A ``Depends`` marker that counts the request against the rate limit ``name`` and
+        answers 429 ``RATE_LIMITED`` past it: ``dependencies=[deps.rate_limit("vote")]``.
+
+        ``name`` is a built-in limit (``register``, ``login``, ``token_refresh``,
+        ``password_change``, ``account_email``, ``post_create``, ``vote``, ``search``) or one
+        defined here by giving ``rate`` (``"5/minute"``) and ``per``. ``when`` (sync or async,
+        given the request) limits only the requests it accepts: ``GET /posts`` counts only
+        searches, ``PATCH /users/me`` only password changes. A limit counted per account lets
+        requests without a valid token through uncounted: the route answers them 401.
+        """
+        if rate is not None:
+            policy = self.rate_limits.define(name, rate, per=per or "account")
+        else:
+            policy = self.rate_limits.policy(name)
+        limits = self.rate_limits
+
+        if policy.per == "address":
+
+            async def limit_by_address(request: Request, response: Response) -> None:
+                if when is None or await _accepts(when, request):
+                    partition = address_partition(client_address(request))
+                    await limits.enforce(policy, partition, request=request, response=response)
+
+            limit_by_address.__name__ = f"rate_limit_{policy.name}"
+            return Depends(limit_by_address)
+
+        tokens = self.sessions.tokens
+
+        async def limit_by_account(
+            request: Request,
+            response: Response,
+            token: Annotated[str | None, Depends(self.bearer)],
+        ) -> None:
+            if when is not None and not await _accepts(when, request):
+                return
+            if token:
+                # The account is read from the token's verified signature, without the
+                # database: counting must not hold a pooled connection while it waits for
+                # another (the route then checks the token fully, revocation included).
+                try:
+                    partition = f"user:{tokens.verify_access_token(token).user_id}"
+                except TokenError:
+                    return  # the route answers 401
+            elif policy.per == "reader":
+                partition = address_partition(client_address(request))
+            else:
+                return  # the route answers 401
+            await limits.enforce(policy, partition, request=request, response=response)
+
+        limit_by_account.__name__ = f"rate_limit_{policy.name}"
+        return Depends(limit_by_account)
+
+    def rate_limit_responses(self, *names: str) -> dict[int | str, dict[str, Any]]:
+        """The OpenAPI 429 entry (with its headers) when any of the limits ``names`` is on."""
+        if any(self.rate_limits.active(name) for name in names):
+            return rate_limited_response()
+        return {}
 
     def _build_optional_auth(self) -> Callable[..., Awaitable[Authenticated | None]]:
         sessions = self.sessions

@@ -32,6 +32,8 @@ __all__ = [
     "PostKitError",
     "PostNotFound",
     "PostRejected",
+    "RateLimitUnavailable",
+    "RateLimited",
     "ServiceBusy",
     "TooManyAttempts",
     "UserNotFound",
@@ -52,6 +54,8 @@ class ErrorCode(str, Enum):
     BODY_TOO_LARGE = "BODY_TOO_LARGE"
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
     SERVICE_BUSY = "SERVICE_BUSY"
+    RATE_LIMITED = "RATE_LIMITED"
+    RATE_LIMIT_UNAVAILABLE = "RATE_LIMIT_UNAVAILABLE"
     # Accounts and authentication
     NOT_AUTHENTICATED = "NOT_AUTHENTICATED"
     INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
@@ -164,6 +168,38 @@ class ServiceBusy(PostKitError):
     def __init__(self, retry_after: int = 1) -> None:
         super().__init__(headers={"Retry-After": str(retry_after)})
         self.retry_after = retry_after
+
+
+class RateLimited(PostKitError):
+    """A rate limit is used up (too many registrations, votes, searches, ... in its window).
+
+    ``Retry-After`` says when to retry; the ``RateLimit`` and ``RateLimit-Policy`` fields name
+    the limit and what is left of it (see ``docs/rate-limits.md``).
+    """
+
+    status_code = 429
+    code = ErrorCode.RATE_LIMITED.value
+    message = "Too many requests; try again later"
+
+    def __init__(
+        self, limit: str, *, retry_after: int, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(
+            f"Too many requests ({limit}); try again in {retry_after} seconds",
+            headers={**(headers or {}), "Retry-After": str(retry_after)},
+        )
+        self.limit = limit
+        self.retry_after = retry_after
+
+
+class RateLimitUnavailable(PostKitError):
+    """The rate limit store (Redis) does not answer and ``rate_limit_fail_open`` is off, so a
+    rate-limited request is refused rather than let through uncounted."""
+
+    status_code = 503
+    code = ErrorCode.RATE_LIMIT_UNAVAILABLE.value
+    message = "Rate limiting is unavailable; try again shortly."
+    default_headers = {"Retry-After": "1"}
 
 
 # --- Accounts and authentication ----------------------------------------------------------------

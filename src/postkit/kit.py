@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postkit.db import Database
 from postkit.dependencies import Dependencies
 from postkit.models import Post, User
 from postkit.plugins import HookRunner, build_plugin_manager
+from postkit.ratelimit import Per, RateLimits
 from postkit.routers.auth import get_auth_router
 from postkit.routers.posts import get_posts_router
 from postkit.routers.users import get_users_router
@@ -76,11 +77,17 @@ class PostKit:
         self.votes = Votes(posts=self.posts, hooks=self.hooks)
         """Votes with exact counters and the vote hooks."""
 
+        self.rate_limits = RateLimits.from_settings(settings, engine=self.db.engine)
+        """The rate limits: their policies (``kit.rate_limits.policies``), their store (the
+        database, or Redis when ``redis_url`` is set) and :meth:`define
+        <postkit.ratelimit.RateLimits.define>` for a host's own."""
+
         self.dependencies = Dependencies(
             database=self.db,
             sessions=self.sessions,
             max_body_bytes=settings.max_body_bytes,
             public_reads=settings.public_reads,
+            rate_limits=self.rate_limits,
         )
         deps = self.dependencies
         self.session = deps.session
@@ -112,6 +119,28 @@ class PostKit:
         router.include_router(get_posts_router(self.posts, deps, self.settings))
         router.include_router(get_votes_router(self.votes, deps))
         return router
+
+    def rate_limit(
+        self,
+        name: str,
+        *,
+        rate: str | None = None,
+        per: Per | None = None,
+        when: Callable[[Request], bool | Awaitable[bool]] | None = None,
+    ) -> Any:
+        """A ``Depends`` marker applying a rate limit to a host's own route::
+
+            @app.post("/reports", dependencies=[kit.rate_limit("reports", rate="5/hour")])
+
+        ``name`` is one of postkit's limits (``register``, ``login``, ``token_refresh``,
+        ``password_change``, ``account_email``, ``post_create``, ``vote``, ``search``: their
+        rates come from settings and their counters are shared with postkit's routes), or a new
+        one given with its ``rate`` and ``per`` (``"account"``, the default, ``"address"`` or
+        ``"reader"``). Past the limit the route answers 429 ``RATE_LIMITED`` with
+        ``Retry-After`` and the ``RateLimit`` fields. Document it with
+        ``responses=kit.dependencies.rate_limit_responses(name)``.
+        """
+        return self.dependencies.rate_limit(name, rate=rate, per=per, when=when)
 
     def install_error_handlers(self, app: FastAPI) -> None:
         """Make the host's own routes answer like postkit's: ``kit.install_error_handlers(app)``.
@@ -148,4 +177,5 @@ class PostKit:
         try:
             yield
         finally:
+            await self.rate_limits.close()
             await self.db.dispose()

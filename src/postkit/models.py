@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -37,6 +38,7 @@ __all__ = [
     "Base",
     "LoginAttempt",
     "Post",
+    "RateLimitCounter",
     "RefreshToken",
     "User",
     "Vote",
@@ -219,3 +221,20 @@ class LoginAttempt(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(64))
     attempted_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+
+
+class RateLimitCounter(Base):
+    """One rate limit counter: the hits of ``key`` in the window starting at ``window_start``.
+
+    ``key`` is the policy name and a SHA-256 digest of what it counts against (an address, an
+    account), so no address is stored in clear. Times are epoch seconds. Rows whose window is
+    over (``expires_at`` past) are dead and pruned by later hits (:mod:`postkit.ratelimit`).
+    """
+
+    __tablename__ = "postkit_rate_limits"
+    __table_args__ = (Index("ix_postkit_rate_limits_expires_at", "expires_at"),)
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    window_start: Mapped[int] = mapped_column(BigInteger)
+    hits: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[int] = mapped_column(BigInteger)

@@ -243,6 +243,77 @@ class PostKitSettings(BaseSettings):
         description="Request bodies larger than this are refused with 413.",
     )
 
+    # --- Rate limits (docs/rate-limits.md) ----------------------------------------------------
+    # Each rate is hits per period ("10/minute", "5/15minutes", "100/3600s") or "off".
+    rate_limits_enabled: bool = Field(
+        default=True, description="Apply the rate limits below; `false` turns all of them off."
+    )
+    rate_limit_register: str = Field(
+        default="50/hour",
+        description="Registrations (`POST /users`) per client address (IPv6: per /64).",
+    )
+    rate_limit_login: str = Field(
+        default="60/minute",
+        description=(
+            "Login attempts (`POST /login`), successful or not, per client address; failed "
+            "ones are also throttled by `login_max_failures`."
+        ),
+    )
+    rate_limit_token_refresh: str = Field(
+        default="60/minute",
+        description="Token refreshes (`POST /token/refresh`) per client address.",
+    )
+    rate_limit_password_change: str = Field(
+        default="10/hour",
+        description="Password changes (`PATCH /users/me` with a `password`) per account.",
+    )
+    rate_limit_account_email: str = Field(
+        default="5/hour",
+        description=(
+            "Requests that send an account email (password reset, address verification) per "
+            'client address: `kit.rate_limit("account_email")`.'
+        ),
+    )
+    rate_limit_post_create: str = Field(
+        default="60/hour", description="Posts created (`POST /posts`) per account."
+    )
+    rate_limit_vote: str = Field(
+        default="120/minute",
+        description="Votes (`POST /vote`, `PUT` and `DELETE /posts/{id}/vote`) per account.",
+    )
+    rate_limit_search: str = Field(
+        default="60/minute",
+        description=(
+            "Searches (`GET /posts?search=...`) per account, or per client address when "
+            "anonymous (`public_reads`)."
+        ),
+    )
+    rate_limit_fail_open: bool = Field(
+        default=True,
+        description=(
+            "When Redis does not answer, let limited requests through (`true`) or refuse them "
+            "with 503 `RATE_LIMIT_UNAVAILABLE` (`false`). Logged once per outage."
+        ),
+    )
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Count rate limits in Redis (`redis://host:6379/0`, `rediss://` for TLS) instead of "
+            "the database table `postkit_rate_limits`."
+        ),
+    )
+    redis_key_prefix: str = Field(
+        default="postkit:rl:",
+        max_length=100,
+        description="Prefix of postkit's Redis keys: give each app sharing a Redis its own.",
+    )
+    redis_timeout: float = Field(
+        default=0.5,
+        gt=0,
+        le=30,
+        description="Seconds to wait for Redis (connect, and each answer) before failing over.",
+    )
+
     # --- Plugins ------------------------------------------------------------------------------
     discover_plugins: bool = Field(
         default=True, description="Load plugins from the `postkit` entry-point group."
@@ -252,6 +323,33 @@ class PostKitSettings(BaseSettings):
     @classmethod
     def _normalize_database_url(cls, value: str) -> str:
         return normalize_database_url(value)
+
+    @field_validator(
+        "rate_limit_register",
+        "rate_limit_login",
+        "rate_limit_token_refresh",
+        "rate_limit_password_change",
+        "rate_limit_account_email",
+        "rate_limit_post_create",
+        "rate_limit_vote",
+        "rate_limit_search",
+    )
+    @classmethod
+    def _check_rate(cls, value: str) -> str:
+        from postkit.ratelimit import parse_rate
+
+        parse_rate(value)
+        return value.strip().lower()
+
+    @field_validator("redis_url", mode="after")
+    @classmethod
+    def _check_redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        scheme = value.get_secret_value().split("://", 1)[0].lower()
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
 
     @field_validator("secret_key", "previous_secret_keys", mode="after")
     @classmethod

@@ -208,8 +208,9 @@ def test_migrations_compose_postkit_and_the_app(
     assert {"postkit_users", "postkit_posts", "socialapp_bookmarks"} <= table_names(
         empty_database_url
     )
-    # One version table for the composed history; the app's head depends on postkit's.
-    assert versions(empty_database_url) == {"socialapp_0001"}
+    # One version table for the composed history: the app's head (which depends on
+    # postkit_0001) and postkit's own head.
+    assert versions(empty_database_url) == {"socialapp_0001", "postkit_0002"}
 
     async def check() -> None:
         from postkit.migrations import run_alembic
@@ -224,7 +225,7 @@ def test_migrations_compose_postkit_and_the_app(
     tables = table_names(empty_database_url)
     assert "socialapp_bookmarks" not in tables
     assert "postkit_users" in tables
-    assert versions(empty_database_url) == {"postkit_0001"}
+    assert versions(empty_database_url) == {"postkit_0002"}
     migrate.migrate(empty_database_url)
     assert "socialapp_bookmarks" in table_names(empty_database_url)
 
@@ -240,7 +241,7 @@ def test_the_app_adopts_a_database_postkit_migrated_on_its_own(
     tables = table_names(empty_database_url)
     assert {"postkit_users", "socialapp_bookmarks"} <= tables
     assert VERSION_TABLE not in tables
-    assert versions(empty_database_url) == {"socialapp_0001"}
+    assert versions(empty_database_url) == {"socialapp_0001", "postkit_0002"}
 
 
 def versions(url: str) -> set[str]:
@@ -395,4 +396,4 @@ def test_alembic_command_line_uses_the_composed_history(empty_database_url: str)
     assert "No new upgrade operations detected" in alembic("check")
     heads = alembic("heads")
     assert "socialapp_0001 (socialapp) (head)" in heads
-    assert "postkit_0001 (postkit) (effective head)" in heads
+    assert "postkit_0002 (postkit) (head)" in heads

@@ -76,12 +76,12 @@ def test_upgrade_current_check_downgrade_as_a_process(empty_database_url, tmp_pa
     upgraded = postkit("db", "upgrade", cwd=tmp_path, env=env)
     assert upgraded.returncode == 0, upgraded.stderr
     assert "Running upgrade  -> postkit_0001" in upgraded.stderr
-    assert "Current revision: postkit_0001 (head)" in upgraded.stdout
+    assert "Current revision: postkit_0002 (head)" in upgraded.stdout
     assert set(POSTKIT_TABLES) <= table_names(empty_database_url)
 
     current = postkit("db", "current", cwd=tmp_path, env=env)
     assert current.returncode == 0, current.stderr
-    assert current.stdout.strip() == "postkit_0001 (head)"
+    assert current.stdout.strip() == "postkit_0002 (head)"
 
     checked = postkit("db", "check", cwd=tmp_path, env=env)
     assert checked.returncode == 0, checked.stderr
@@ -166,7 +166,8 @@ def test_a_broken_plugin_is_one_line(tmp_path):
 def test_history_lists_postkits_revisions(isolated, capsys):
     assert main(["db", "history"]) == 0
     out = capsys.readouterr().out
-    assert "<base> -> postkit_0001 (postkit) (head)" in out
+    assert "<base> -> postkit_0001 (postkit)" in out
+    assert "postkit_0001 -> postkit_0002 (postkit) (head)" in out
 
 
 def test_current_on_an_empty_database(empty_database_url, capsys):
@@ -181,20 +182,25 @@ def test_database_url_option_before_the_action(empty_database_url, capsys):
 
 def test_upgrade_to_an_explicit_revision_and_stamp(empty_database_url, capsys):
     assert main(["db", "upgrade", "postkit_0001", "--database-url", empty_database_url]) == 0
-    assert "Current revision: postkit_0001 (head)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Current revision: postkit_0001" in out
+    assert "(head)" not in out
     assert main(["db", "stamp", "base", "--database-url", empty_database_url]) == 0
     assert "Current revision: (none)" in capsys.readouterr().out
     # Stamping records a revision without touching the tables...
-    assert set(POSTKIT_TABLES) <= table_names(empty_database_url)
+    assert set(POSTKIT_TABLES) - {"postkit_rate_limits"} <= table_names(empty_database_url)
     assert run_sql(empty_database_url, f"SELECT count(*) FROM {VERSION_TABLE}") == [(0,)]
     # ...so upgrading again would meet the existing tables: refused, with the way out.
     assert main(["db", "upgrade", "--database-url", empty_database_url]) == EXIT_FAILURE
     assert_one_line_error(
-        capsys.readouterr().err, "postkit's tables exist", "`postkit db stamp head`"
+        capsys.readouterr().err, "postkit's tables exist", "`postkit db stamp REVISION`"
     )
     assert main(["db", "current", "--database-url", empty_database_url]) == EXIT_FAILURE
     assert_one_line_error(capsys.readouterr().err, "records no revision")
-    assert main(["db", "stamp", "head", "--database-url", empty_database_url]) == 0
+    # The advice works: record where the tables are, then upgrade the rest of the way.
+    assert main(["db", "stamp", "postkit_0001", "--database-url", empty_database_url]) == 0
+    assert main(["db", "upgrade", "--database-url", empty_database_url]) == 0  # postkit_0002
+    assert set(POSTKIT_TABLES) <= table_names(empty_database_url)
     assert main(["db", "check", "--database-url", empty_database_url]) == 0
 
 
@@ -233,6 +239,10 @@ def test_unknown_revision(empty_database_url, capsys):
 
 def test_downgrade_one_step_relative(empty_database_url, capsys):
     upgrade(empty_database_url)
+    assert main(["db", "downgrade", "-1", "--database-url", empty_database_url]) == 0
+    tables = table_names(empty_database_url)
+    assert "postkit_rate_limits" not in tables  # postkit_0002 undone, postkit_0001 kept
+    assert set(POSTKIT_TABLES) - {"postkit_rate_limits"} <= tables
     assert main(["db", "downgrade", "-1", "--database-url", empty_database_url]) == 0
     assert not set(POSTKIT_TABLES) & table_names(empty_database_url)
 

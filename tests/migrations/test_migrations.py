@@ -174,7 +174,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "postkit_9998"
-down_revision = "postkit_0001"
+down_revision = "postkit_0002"
 branch_labels = None
 depends_on = None
 
@@ -195,7 +195,7 @@ ORPHAN_REVISION = """
 from alembic import op
 
 revision = "postkit_9997"
-down_revision = "postkit_0001"
+down_revision = "postkit_0002"
 branch_labels = None
 depends_on = None
 
@@ -253,7 +253,7 @@ def test_rebuilding_a_referenced_table_keeps_the_rows_that_reference_it(
     assert row_counts(empty_database_url) == [1, 1, 1]
 
     asyncio.run(run_alembic(empty_database_url, command.downgrade, "-1", config=config))
-    assert recorded_revisions(empty_database_url) == ["postkit_0001"]
+    assert recorded_revisions(empty_database_url) == ["postkit_0002"]
     assert row_counts(empty_database_url) == [1, 1, 1]
     check(empty_database_url)
 
@@ -264,7 +264,7 @@ def test_a_migration_that_breaks_references_is_rolled_back(empty_database_url, t
     # PostgreSQL refuses the row at once; SQLite's check after the migration refuses it.
     with pytest.raises((CommandError, IntegrityError), match=r"(?i)foreign key"):
         asyncio.run(run_alembic(empty_database_url, command.upgrade, "heads", config=config))
-    assert recorded_revisions(empty_database_url) == ["postkit_0001"]
+    assert recorded_revisions(empty_database_url) == ["postkit_0002"]
     assert run_sql(empty_database_url, "SELECT count(*) FROM postkit_posts") == [(0,)]
 
 
@@ -322,7 +322,7 @@ def test_six_concurrent_upgrades_of_a_fresh_postgres_database(tmp_path):
         outcomes = upgrade_concurrently(url, tmp_path)
         for status, out, err in outcomes:
             assert status == 0, err
-            assert "Current revision: postkit_0001 (head)" in out
+            assert "Current revision: postkit_0002 (head)" in out
         # Exactly one process ran the migration; the others found it done.
         ran = [err for _status, _out, err in outcomes if "Running upgrade" in err]
         assert len(ran) == 1
@@ -390,7 +390,7 @@ def test_concurrent_upgrades_through_pgbouncer_transaction_mode(pgbouncer_url, t
     """The advisory lock is transaction-scoped and statements are not cached: both survive it."""
     for status, out, err in upgrade_concurrently(pgbouncer_url, tmp_path):
         assert status == 0, err
-        assert "Current revision: postkit_0001 (head)" in out
+        assert "Current revision: postkit_0002 (head)" in out
     check(pgbouncer_url)
     downgrade(pgbouncer_url, "base")
     assert table_names(pgbouncer_url) <= {VERSION_TABLE}
@@ -542,8 +542,8 @@ def test_host_history_upgrades_checks_and_downgrades(empty_database_url, monkeyp
     tables = table_names(empty_database_url)
     assert {*POSTKIT_TABLES, HOST_TABLE, "alembic_version"} <= tables
     assert VERSION_TABLE not in tables  # the host's one version table holds both branches
-    # postkit_0001 is an ancestor of host_0001 (depends_on), so Alembic records only host_0001.
-    assert recorded(empty_database_url, "alembic_version") == ["host_0001"]
+    # host_0001 depends on postkit_0001; postkit_0002 came later, so both branches have a head.
+    assert sorted(recorded(empty_database_url, "alembic_version")) == ["host_0001", "postkit_0002"]
 
     command.check(config)  # both metadata objects match the composed history
 
@@ -571,12 +571,15 @@ def test_host_revision_pulls_in_postkit_through_depends_on(empty_database_url, m
     """Upgrading only the host's branch applies postkit's revision first."""
     config = host_config(empty_database_url, monkeypatch)
     command.upgrade(config, "host@head")
-    assert {*POSTKIT_TABLES, HOST_TABLE} <= table_names(empty_database_url)
+    # Only what host_0001 depends on: postkit_0001's tables, not those of later revisions.
+    tables = table_names(empty_database_url)
+    assert {*POSTKIT_TABLES, HOST_TABLE} - {"postkit_rate_limits"} <= tables
+    assert "postkit_rate_limits" not in tables
 
     command.downgrade(config, "host@base")  # the host's branch only: postkit's tables stay
     tables = table_names(empty_database_url)
     assert HOST_TABLE not in tables
-    assert set(POSTKIT_TABLES) <= tables
+    assert set(POSTKIT_TABLES) - {"postkit_rate_limits"} <= tables
     assert recorded(empty_database_url, "alembic_version") == ["postkit_0001"]
 
 
@@ -589,6 +592,7 @@ def test_host_can_point_at_postkits_versions_by_path(empty_database_url, monkeyp
     assert {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()} == {
         "host_0001",
         "postkit_0001",
+        "postkit_0002",
     }
     command.upgrade(config, "heads")
     assert {*POSTKIT_TABLES, HOST_TABLE} <= table_names(empty_database_url)
@@ -612,15 +616,15 @@ def test_host_history_with_the_alembic_command(empty_database_url, tmp_path):
     heads = alembic("heads")
     assert heads.returncode == 0, heads.stderr
     assert "host_0001 (host) (head)" in heads.stdout
-    # Until postkit ships a later revision, host_0001 depends on postkit's head.
-    assert "postkit_0001 (postkit) (effective head)" in heads.stdout
+    # host_0001 depends on postkit_0001; postkit's own branch has moved on since.
+    assert "postkit_0002 (postkit) (head)" in heads.stdout
 
     upgraded = alembic("upgrade", "heads")
     assert upgraded.returncode == 0, upgraded.stderr
     current = alembic("current")
     assert current.returncode == 0, current.stderr
     lines = set(current.stdout.strip().splitlines())
-    assert lines == {"postkit_0001 (effective head)", "host_0001 (head)"}
+    assert lines == {"postkit_0002 (head)", "host_0001 (head)"}
     assert {*POSTKIT_TABLES, HOST_TABLE} <= table_names(empty_database_url)
 
 
@@ -629,7 +633,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "postkit_9999"
-down_revision = "postkit_0001"
+down_revision = "postkit_0002"
 branch_labels = None
 depends_on = None
 
@@ -680,7 +684,7 @@ async def test_host_migrates_from_code_under_postkits_lock(empty_database_url):
         await engine.dispose()
     assert {*POSTKIT_TABLES, HOST_TABLE, "alembic_version"} <= names
     assert VERSION_TABLE not in names
-    assert [row[0] for row in versions] == ["host_0001"]
+    assert sorted(row[0] for row in versions) == ["host_0001", "postkit_0002"]
 
 
 def test_host_adopts_a_database_postkit_migrated_on_its_own(empty_database_url):
@@ -698,13 +702,19 @@ def test_host_adopts_a_database_postkit_migrated_on_its_own(empty_database_url):
     tables = table_names(empty_database_url)
     assert {*POSTKIT_TABLES, HOST_TABLE, "alembic_version"} <= tables
     assert VERSION_TABLE not in tables
-    assert recorded(empty_database_url, "alembic_version") == ["host_0001"]
+    assert sorted(recorded(empty_database_url, "alembic_version")) == [
+        "host_0001",
+        "postkit_0002",
+    ]
     assert run_sql(empty_database_url, "SELECT username FROM postkit_users") == [("kept",)]
 
     asyncio.run(
         host_migrate(empty_database_url)
     )  # a second worker, or the next release: nothing to do
-    assert recorded(empty_database_url, "alembic_version") == ["host_0001"]
+    assert sorted(recorded(empty_database_url, "alembic_version")) == [
+        "host_0001",
+        "postkit_0002",
+    ]
 
 
 # --- docs/examples/migrations_*.py ----------------------------------------------------------------

@@ -89,8 +89,10 @@ def fuzz_target(
     fuzz_database: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[FuzzTarget]:
     port = free_port()
-    env = server_env(fuzz_database, login_max_failures=100_000, database_pool_size=3)
-    env.update(DATABASE_URL=fuzz_database, TEST_SECRET_KEY=TEST_SECRET, BCRYPT_ROUNDS="4")
+    env = server_env(
+        fuzz_database, login_max_failures=100_000, rate_limit_login="off", database_pool_size=3
+    )
+    env.update(DATABASE_URL=fuzz_database, SECRET_KEY=TEST_SECRET, BCRYPT_ROUNDS="4")
     log_dir: Path = tmp_path_factory.mktemp("fuzz-logs")
     with serve(_reference_app_command(port), env=env, log_dir=log_dir, port=port) as server:
         main, spare = asyncio.run(_seed(server.url))

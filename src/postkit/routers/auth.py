@@ -78,7 +78,12 @@ def get_auth_router(accounts: Accounts, sessions: Sessions, deps: Dependencies) 
         "/login",
         name=LOGIN_ROUTE_NAME,
         response_model=TokenPair,
-        responses={**_TOKEN_RESPONSE, **error_responses(401, 413, 422, 429, 503)},
+        responses={
+            **_TOKEN_RESPONSE,
+            **error_responses(401, 413, 422, 429, 503),
+            **deps.rate_limit_responses("login"),
+        },
+        dependencies=[deps.rate_limit("login")],
     )
     async def login(
         form: Annotated[LoginForm, Depends()],
@@ -89,9 +94,10 @@ def get_auth_router(accounts: Accounts, sessions: Sessions, deps: Dependencies) 
         """Exchange an email (or username) and password for an access token and a refresh token.
 
         Failed attempts are budgeted per account and network, per network and per account from
-        unfamiliar networks (429 with `Retry-After`; see the authentication guide). An unknown
-        account and a wrong password get the same answer. 503 `SERVICE_BUSY` when the password
-        checks are saturated.
+        unfamiliar networks (429 `TOO_MANY_ATTEMPTS` with `Retry-After`; see the authentication
+        guide), and all attempts are rate limited per client address (429 `RATE_LIMITED`). An
+        unknown account and a wrong password get the same answer. 503 `SERVICE_BUSY` when the
+        password checks are saturated.
         """
         _, issued = await accounts.login(
             session, login=form.username, password=form.password, address=client_address(request)
@@ -102,7 +108,12 @@ def get_auth_router(accounts: Accounts, sessions: Sessions, deps: Dependencies) 
         "/token/refresh",
         name="postkit:refresh",
         response_model=TokenPair,
-        responses={**_TOKEN_RESPONSE, **error_responses(401, 413, 422)},
+        responses={
+            **_TOKEN_RESPONSE,
+            **error_responses(401, 413, 422),
+            **deps.rate_limit_responses("token_refresh"),
+        },
+        dependencies=[deps.rate_limit("token_refresh")],
     )
     async def refresh(body: RefreshRequest, session: Session, response: Response) -> TokenPair:
         """Exchange a refresh token for a new access token and a new refresh token.

@@ -80,6 +80,11 @@ def _without_body_id(post_id: int, changes: dict[str, Any]) -> dict[str, Any]:
     return changes
 
 
+def _is_search(request: Request) -> bool:
+    # Only searches are rate limited on GET /posts: plain pages are cheap index reads.
+    return bool(request.query_params.get("search", "").strip())
+
+
 def get_posts_router(posts: Posts, deps: Dependencies, settings: PostKitSettings) -> APIRouter:
     """The posts routes on ``posts``. Reads need a token unless ``public_reads`` is set."""
     router = deps.router(tags=["posts"])
@@ -92,7 +97,12 @@ def get_posts_router(posts: Posts, deps: Dependencies, settings: PostKitSettings
         "/posts",
         name="postkit:list_posts",
         response_model=list[PostPublic],
-        responses={200: {"headers": _PAGING_HEADERS}, **error_responses(400, 401, 422)},
+        responses={
+            200: {"headers": _PAGING_HEADERS},
+            **error_responses(400, 401, 422),
+            **deps.rate_limit_responses("search"),
+        },
+        dependencies=[deps.rate_limit("search", when=_is_search)],
     )
     async def list_posts(
         request: Request,
@@ -158,7 +168,11 @@ def get_posts_router(posts: Posts, deps: Dependencies, settings: PostKitSettings
         name="postkit:create_post",
         status_code=status.HTTP_201_CREATED,
         response_model=PostPublic,
-        responses=error_responses(401, 403, 413, 422),
+        responses={
+            **error_responses(401, 403, 413, 422),
+            **deps.rate_limit_responses("post_create"),
+        },
+        dependencies=[deps.rate_limit("post_create")],
     )
     async def create_post(body: PostCreate, session: Session, user: CurrentUser) -> Response:
         """Create a post owned by the caller."""

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Request, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from postkit.dependencies import Authenticated, Dependencies, client_address
+from postkit.dependencies import Authenticated, Dependencies, changes_password, client_address
 from postkit.errors import error_responses
 from postkit.models import User
 from postkit.routers.common import ItemId
@@ -36,7 +36,11 @@ def get_users_router(
         name="postkit:register",
         status_code=status.HTTP_201_CREATED,
         response_model=UserPrivate,
-        responses=error_responses(403, 409, 413, 422, 503),
+        responses={
+            **error_responses(403, 409, 413, 422, 503),
+            **deps.rate_limit_responses("register"),
+        },
+        dependencies=[deps.rate_limit("register")],
     )
     async def register(body: Registration, session: Session) -> User:  # type: ignore[valid-type]
         """Create an account. Without `username`, a random one is generated.
@@ -64,7 +68,11 @@ def get_users_router(
         "/users/me",
         name="postkit:update_me",
         response_model=UserPrivate,
-        responses=error_responses(401, 403, 409, 413, 422, 429, 503),
+        responses={
+            **error_responses(401, 403, 409, 413, 422, 429, 503),
+            **deps.rate_limit_responses("password_change"),
+        },
+        dependencies=[deps.rate_limit("password_change", when=changes_password)],
     )
     async def update_me(
         body: Changes,  # type: ignore[valid-type]
@@ -75,7 +83,8 @@ def get_users_router(
         """Change the username and/or the password of the authenticated account.
 
         A new `password` needs `current_password` (403 `WRONG_CURRENT_PASSWORD` otherwise) and
-        signs out every other session of the account; this one stays signed in.
+        signs out every other session of the account; this one stays signed in. Password
+        changes are rate limited per account (429 `RATE_LIMITED`).
         """
         return await accounts.update(
             session,

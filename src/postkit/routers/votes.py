@@ -24,13 +24,16 @@ def get_votes_router(votes: Votes, deps: Dependencies) -> APIRouter:
     router = deps.router(tags=["votes"])
     Session = Annotated[AsyncSession, deps.session_param]
     CurrentUser = Annotated[User, deps.current_user_param]
+    vote_limit = deps.rate_limit("vote")  # one budget for all three forms of voting
+    limited = deps.rate_limit_responses("vote")
 
     @router.post(
         "/vote",
         name="postkit:vote",
         status_code=status.HTTP_201_CREATED,
         response_model=VoteState,
-        responses=error_responses(401, 403, 404, 409, 413, 422),
+        responses={**error_responses(401, 403, 404, 409, 413, 422), **limited},
+        dependencies=[vote_limit],
     )
     async def vote(body: VoteIn, session: Session, user: CurrentUser) -> dict[str, int]:
         """`dir` 1 votes for the post (409 if you already did); `dir` 0 removes your vote (404
@@ -47,7 +50,9 @@ def get_votes_router(votes: Votes, deps: Dependencies) -> APIRouter:
             200: {"description": "The vote already existed; nothing changed"},
             201: {"model": VoteState, "description": "The vote was cast"},
             **error_responses(401, 403, 404, 422),
+            **limited,
         },
+        dependencies=[vote_limit],
     )
     async def put_vote(
         post_id: ItemId, session: Session, user: CurrentUser, response: Response
@@ -62,7 +67,8 @@ def get_votes_router(votes: Votes, deps: Dependencies) -> APIRouter:
         name="postkit:delete_vote",
         status_code=status.HTTP_204_NO_CONTENT,
         response_class=Response,
-        responses=error_responses(401, 403, 404, 422),
+        responses={**error_responses(401, 403, 404, 422), **limited},
+        dependencies=[vote_limit],
     )
     async def delete_vote(post_id: ItemId, session: Session, user: CurrentUser) -> Response:
         """Remove your vote from a post; safe to retry (204 whether or not there was one)."""
