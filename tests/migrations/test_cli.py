@@ -21,6 +21,7 @@ from tests.support.databases import (
     run_sql,
     table_names,
 )
+from tests.support.paths import DOCS_EXAMPLES
 from tests.support.servers import clean_env
 
 
@@ -341,9 +342,7 @@ def test_missing_action_is_a_usage_error(capsys):
 
 # --- A database composed into a host's history --------------------------------------------------
 
-NOTES_HOST_INI = (
-    Path(__file__).resolve().parent.parent / "docs/examples/migrations_host/alembic.ini"
-)
+NOTES_HOST_INI = DOCS_EXAMPLES / "migrations_host" / "alembic.ini"
 
 
 @pytest.mark.parametrize("stale_table", [False, True], ids=["composed", "with_stale_table"])
