@@ -64,7 +64,7 @@ def get_users_router(
         "/users/me",
         name="postkit:update_me",
         response_model=UserPrivate,
-        responses=error_responses(401, 403, 409, 413, 422, 429),
+        responses=error_responses(400, 401, 403, 409, 413, 422, 429),
     )
     async def update_me(
         body: Changes,  # type: ignore[valid-type]
@@ -72,10 +72,15 @@ def get_users_router(
         session: Session,
         request: Request,
     ) -> User:
-        """Change the username and/or the password of the authenticated account.
+        """Change the username, the password and/or the email of the authenticated account.
 
         A new `password` needs `current_password` (403 `WRONG_CURRENT_PASSWORD` otherwise) and
         signs out every other session of the account; this one stays signed in.
+
+        A new `email` needs `current_password` too, and changes nothing yet: a link is mailed to
+        the new address and the change happens when it is followed (`POST /verify`); the
+        current address is told. An address another account has or waits for answers 409
+        `EMAIL_TAKEN`; without `email_enabled`, 400 `EMAIL_CHANGE_UNAVAILABLE`.
         """
         return await accounts.update(
             session,
@@ -84,6 +89,7 @@ def get_users_router(
             username=body.username,  # type: ignore[attr-defined]
             new_password=body.password,  # type: ignore[attr-defined]
             current_password=body.current_password,  # type: ignore[attr-defined]
+            email=body.email,  # type: ignore[attr-defined]
         )
 
     @router.get(
