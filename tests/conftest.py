@@ -32,6 +32,7 @@ TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 TEST_PASSWORD = "correct horse battery staple"
 BACKENDS = ["sqlite", "postgresql"]
 POSTKIT_TABLES = [
+    "postkit_account_tokens",
     "postkit_login_attempts",
     "postkit_refresh_tokens",
     "postkit_auth_sessions",

@@ -255,7 +255,7 @@ class AccountMail:
         ).first()
         if row is None:
             return None
-        stored, user = row.tuple()
+        stored, user = row
         if (
             stored.used_at is not None
             or stored.expires_at <= utcnow()
