@@ -79,7 +79,8 @@ class RecordingHandler:
                 sender=str(envelope.mail_from),
                 recipients=list(envelope.rcpt_tos),
                 content=text,
-                tls=session.ssl is not None,
+                # session.ssl is set by STARTTLS; the transport knows implicit TLS too.
+                tls=server.transport.get_extra_info("ssl_object") is not None,
                 authenticated=bool(session.authenticated),
             )
         )
