@@ -14,6 +14,7 @@ from fastapi import Depends
 from mail_support import MailClient, MakeMailClient, mail_clients, token_of
 
 from postkit import PostKitSettings
+from postkit.errors import EmailChangeUnavailable
 from postkit.models import User
 
 
@@ -253,8 +254,19 @@ async def test_without_email_an_email_change_is_refused(make_mail_client, new_us
     client = await make_mail_client(email_enabled=False)
     user = await new_user(client)
     refused = await change_email(client, user, "elsewhere@example.com")
-    assert refused.status_code == 400
-    assert refused.json()["code"] == "EMAIL_CHANGE_UNAVAILABLE"
+    assert refused.status_code == 422  # PATCH /users/me has no email field then
+    assert "email" not in client.app.openapi()["components"]["schemas"]["UserUpdate"]["properties"]
+    # Host code calling the service gets the typed error.
+    async with client.kit.db.sessionmaker() as session:
+        auth = await client.kit.sessions.authenticate(session, user.access_token)
+        with pytest.raises(EmailChangeUnavailable):
+            await client.kit.accounts.update(
+                session,
+                auth=auth,
+                address="127.0.0.1",
+                email="elsewhere@example.com",
+                current_password=user.password,
+            )
     assert (await client.post("/verify", json={"token": "x"})).status_code == 404
     assert await client.settle() == []  # registration sent nothing either
 
@@ -264,7 +276,7 @@ async def test_the_new_fields_are_documented(make_mail_client):
     schema = client.app.openapi()
     components = schema["components"]["schemas"]
     assert "email_verified_at" in components["UserPrivate"]["properties"]
-    assert "email" in components["UserUpdate"]["properties"]
+    assert "email" in components["UserEmailUpdate"]["properties"]
     assert {"200", "400", "409"} <= set(schema["paths"]["/verify"]["post"]["responses"])
     assert {"202", "401", "429"} <= set(
         schema["paths"]["/users/me/verification"]["post"]["responses"]

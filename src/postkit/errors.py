@@ -286,8 +286,9 @@ class EmailNotVerified(PostKitError):
 
 
 class EmailChangeUnavailable(PostKitError):
-    """A change of email address was asked for while ``email_enabled`` is off: the new address
-    must confirm the change by mail, and this kit sends none."""
+    """``kit.accounts.update(email=...)`` while ``email_enabled`` is off: the new address must
+    confirm the change by mail, and this kit sends none. (Over HTTP, ``PATCH /users/me`` then
+    has no ``email`` field: 422.)"""
 
     status_code = 400
     code = ErrorCode.EMAIL_CHANGE_UNAVAILABLE.value

@@ -151,7 +151,10 @@ class PostKit:
         router.include_router(get_auth_router(self.accounts, self.sessions, deps))
         router.include_router(
             get_users_router(
-                self.accounts, deps, password_min_length=self.settings.password_min_length
+                self.accounts,
+                deps,
+                password_min_length=self.settings.password_min_length,
+                email_changes=self.settings.email_enabled,
             )
         )
         if self.settings.email_enabled:

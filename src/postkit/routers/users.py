@@ -11,6 +11,7 @@ from postkit.models import User
 from postkit.routers.common import ItemId
 from postkit.schemas.users import (
     UserCreate,
+    UserEmailUpdate,
     UserPrivate,
     UserPublic,
     UserUpdate,
@@ -22,14 +23,21 @@ __all__ = ["get_users_router"]
 
 
 def get_users_router(
-    accounts: Accounts, deps: Dependencies, *, password_min_length: int
+    accounts: Accounts,
+    deps: Dependencies,
+    *,
+    password_min_length: int,
+    email_changes: bool = False,
 ) -> APIRouter:
-    """Build the account routes on ``accounts``; the schemas state ``password_min_length``."""
+    """Build the account routes on ``accounts``; the schemas state ``password_min_length``.
+    With ``email_changes`` (``email_enabled``), ``PATCH /users/me`` accepts a new ``email``."""
     router = deps.router(tags=["users"])
     Session = Annotated[AsyncSession, deps.session_param]
     # The password minimum comes from settings, and so does the schema that documents it.
     Registration = with_password_minimum(UserCreate, password_min_length)
-    Changes = with_password_minimum(UserUpdate, password_min_length)
+    Changes = with_password_minimum(
+        UserEmailUpdate if email_changes else UserUpdate, password_min_length
+    )
 
     @router.post(
         "/users",
@@ -64,7 +72,7 @@ def get_users_router(
         "/users/me",
         name="postkit:update_me",
         response_model=UserPrivate,
-        responses=error_responses(400, 401, 403, 409, 413, 422, 429),
+        responses=error_responses(401, 403, 409, 413, 422, 429),
     )
     async def update_me(
         body: Changes,  # type: ignore[valid-type]
@@ -80,7 +88,7 @@ def get_users_router(
         A new `email` needs `current_password` too, and changes nothing yet: a link is mailed to
         the new address and the change happens when it is followed (`POST /verify`); the
         current address is told. An address another account has or waits for answers 409
-        `EMAIL_TAKEN`; without `email_enabled`, 400 `EMAIL_CHANGE_UNAVAILABLE`.
+        `EMAIL_TAKEN`. Only when the service sends mail (`email_enabled`).
         """
         return await accounts.update(
             session,
@@ -89,7 +97,7 @@ def get_users_router(
             username=body.username,  # type: ignore[attr-defined]
             new_password=body.password,  # type: ignore[attr-defined]
             current_password=body.current_password,  # type: ignore[attr-defined]
-            email=body.email,  # type: ignore[attr-defined]
+            email=getattr(body, "email", None),
         )
 
     @router.get(

@@ -17,6 +17,7 @@ __all__ = [
     "Notice",
     "ResetPassword",
     "UserCreate",
+    "UserEmailUpdate",
     "UserPrivate",
     "UserPublic",
     "UserUpdate",
@@ -65,19 +66,26 @@ class UserUpdate(BaseModel):
     """Changes to one's own account; absent fields stay as they are.
 
     Changing ``password`` requires ``current_password`` and ends the account's other sessions.
-    Changing ``email`` requires ``current_password`` and takes effect when the link mailed to
-    the new address is followed.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     username: str | None = Field(default=None, pattern=USERNAME_PATTERN)
     password: str | None = Field(default=None, min_length=8, max_length=PASSWORD_MAX_LENGTH)
+    current_password: str | None = Field(default=None, max_length=PASSWORD_MAX_LENGTH)
+
+
+class UserEmailUpdate(UserUpdate):
+    """:class:`UserUpdate` with ``email``, when ``email_enabled`` is on.
+
+    Changing ``email`` requires ``current_password`` and takes effect when the link mailed to
+    the new address is followed.
+    """
+
     email: Email | None = Field(
         default=None,
         description="A new address: mailed a confirmation link, used once it is followed.",
     )
-    current_password: str | None = Field(default=None, max_length=PASSWORD_MAX_LENGTH)
 
 
 TOKEN_MAX_LENGTH = 256
@@ -115,7 +123,7 @@ class Notice(BaseModel):
     detail: str
 
 
-_Account = TypeVar("_Account", "UserCreate", "UserUpdate", "ResetPassword")
+_Account = TypeVar("_Account", "UserCreate", "UserUpdate", "UserEmailUpdate", "ResetPassword")
 
 
 def with_password_minimum(model: type[_Account], min_password_length: int) -> type[_Account]:
