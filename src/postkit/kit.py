@@ -49,8 +49,9 @@ class PostKit:
     and router.
 
     The services are the API host code calls, with the request's session (``kit.session``):
-    :attr:`accounts`, :attr:`sessions`, :attr:`posts` and :attr:`votes`. Each commits its own
-    writes; the session dependency commits nothing and rolls back what is left.
+    :attr:`accounts`, :attr:`sessions`, :attr:`account_mail`, :attr:`posts` and :attr:`votes`.
+    Each commits its own writes; the session dependency commits nothing and rolls back what is
+    left.
 
     :param settings: the configuration; read from ``POSTKIT_*`` environment variables when omitted.
     :param plugins: plugin objects (or modules) implementing hooks from :mod:`postkit.hookspecs`.
