@@ -3,7 +3,8 @@ client's address, the rate limits, and the route class with the kit's body limit
 
 :class:`Dependencies` is built by :class:`~postkit.PostKit` from explicit pieces (the database
 and the session service) and shared by its routers and its host: ``kit.session``,
-``kit.current_user``, ``kit.optional_user`` and ``kit.current_auth`` are its attributes.
+``kit.current_user``, ``kit.optional_user``, ``kit.verified_user`` and ``kit.current_auth`` are
+its attributes.
 """
 
 import inspect
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.routing import NoMatchFound
 
 from postkit.db import Database
-from postkit.errors import NotAuthenticated
+from postkit.errors import EmailNotVerified, NotAuthenticated
 from postkit.models import User
 from postkit.ratelimit import (
     Per,
@@ -77,6 +78,8 @@ class Dependencies:
     :param max_body_bytes: request bodies over this answer 413 on the kit's routes.
     :param public_reads: whether anonymous clients may read posts and profiles.
     :param rate_limits: the kit's rate limits, enforced by :meth:`rate_limit` dependencies.
+    :param require_verified_email: whether postkit's write routes (posts, votes) need a
+        verified email: ``writer`` is then ``verified_user``, else ``current_user``.
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class Dependencies:
         max_body_bytes: int,
         public_reads: bool,
         rate_limits: RateLimits,
+        require_verified_email: bool = False,
     ) -> None:
         self.sessions = sessions
         self.rate_limits = rate_limits
@@ -102,10 +106,14 @@ class Dependencies:
         self.current_user = self._build_user(optional=False)
         self.optional_user = self._build_user(optional=True)
         self.reader = self.optional_user if public_reads else self.current_user
+        self.verified_user = self._build_verified_user()
+        self.writer = self.verified_user if require_verified_email else self.current_user
         self.current_auth_param: Any = Depends(self.current_auth)
         self.current_user_param: Any = Depends(self.current_user)
         self.optional_user_param: Any = Depends(self.optional_user)
         self.reader_param: Any = Depends(self.reader)
+        self.verified_user_param: Any = Depends(self.verified_user)
+        self.writer_param: Any = Depends(self.writer)
 
     def router(self, *, tags: list[str]) -> APIRouter:
         """A new router whose routes answer with postkit's error bodies and body limit."""
@@ -212,6 +220,14 @@ class Dependencies:
 
         resolve.__name__ = "optional_user" if optional else "current_user"
         return resolve
+
+    def _build_verified_user(self) -> Callable[..., Awaitable[User]]:
+        async def verified_user(user: Annotated[User, Depends(self.current_user)]) -> User:
+            if user.email_verified_at is None:
+                raise EmailNotVerified()
+            return user
+
+        return verified_user
 
     def bind_token_url(self, app: FastAPI) -> None:
         """Point the OpenAPI password flow at the login route's real path in ``app``.

@@ -20,13 +20,17 @@ __all__ = [
     "AuthenticationError",
     "BodyTooLarge",
     "DatabaseUnavailable",
+    "EmailChangeUnavailable",
+    "EmailNotVerified",
     "EmailTaken",
     "ErrorBody",
     "ErrorCode",
     "InvalidCredentials",
     "InvalidCursor",
     "InvalidRefreshToken",
+    "InvalidResetToken",
     "InvalidToken",
+    "InvalidVerificationToken",
     "NotAuthenticated",
     "NotPostOwner",
     "PostKitError",
@@ -36,6 +40,7 @@ __all__ = [
     "RateLimited",
     "ServiceBusy",
     "TooManyAttempts",
+    "TooManyEmailRequests",
     "UserNotFound",
     "UsernameTaken",
     "ValidationErrorBody",
@@ -66,6 +71,12 @@ class ErrorCode(str, Enum):
     USERNAME_TAKEN = "USERNAME_TAKEN"
     WRONG_CURRENT_PASSWORD = "WRONG_CURRENT_PASSWORD"
     USER_NOT_FOUND = "USER_NOT_FOUND"
+    # Account mail: password reset, email verification, email change
+    INVALID_RESET_TOKEN = "INVALID_RESET_TOKEN"
+    INVALID_VERIFICATION_TOKEN = "INVALID_VERIFICATION_TOKEN"
+    EMAIL_NOT_VERIFIED = "EMAIL_NOT_VERIFIED"
+    EMAIL_CHANGE_UNAVAILABLE = "EMAIL_CHANGE_UNAVAILABLE"
+    TOO_MANY_EMAIL_REQUESTS = "TOO_MANY_EMAIL_REQUESTS"
     # Posts and votes
     POST_NOT_FOUND = "POST_NOT_FOUND"
     NOT_POST_OWNER = "NOT_POST_OWNER"
@@ -290,6 +301,62 @@ class UserNotFound(PostKitError):
     status_code = 404
     code = ErrorCode.USER_NOT_FOUND.value
     message = "User not found"
+
+
+# --- Account mail -------------------------------------------------------------------------------
+
+
+class InvalidResetToken(PostKitError):
+    """The one answer for every refused password reset token: unknown (forged or mistyped),
+    already used, expired, or outdated because the account's password or email changed since it
+    was sent. Clients cannot tell the reasons apart, on purpose: the remedy is the same (ask for
+    a new link)."""
+
+    status_code = 400
+    code = ErrorCode.INVALID_RESET_TOKEN.value
+    message = "This password reset link is invalid or has expired; ask for a new one"
+
+
+class InvalidVerificationToken(PostKitError):
+    """The one answer for every refused email verification (or email change) token: unknown,
+    already used, expired, or outdated because the account's email (or, for a change, its
+    password) changed since it was sent."""
+
+    status_code = 400
+    code = ErrorCode.INVALID_VERIFICATION_TOKEN.value
+    message = "This verification link is invalid or has expired; ask for a new one"
+
+
+class EmailNotVerified(PostKitError):
+    """The route needs a verified email address (``kit.verified_user``, and postkit's own write
+    routes when ``require_verified_email`` is on) and the account has not verified its own."""
+
+    status_code = 403
+    code = ErrorCode.EMAIL_NOT_VERIFIED.value
+    message = "Verify your email address first"
+
+
+class EmailChangeUnavailable(PostKitError):
+    """``kit.accounts.update(email=...)`` while ``email_enabled`` is off: the new address must
+    confirm the change by mail, and this kit sends none. (Over HTTP, ``PATCH /users/me`` then
+    has no ``email`` field: 422.)"""
+
+    status_code = 400
+    code = ErrorCode.EMAIL_CHANGE_UNAVAILABLE.value
+    message = "Changing the email address is not available: this service sends no mail"
+
+
+class TooManyEmailRequests(PostKitError):
+    """Too many mails asked for (password reset or verification) for one address, account or
+    client in the window; ``Retry-After`` says when to retry."""
+
+    status_code = 429
+    code = ErrorCode.TOO_MANY_EMAIL_REQUESTS.value
+    message = "Too many emails requested; try again later"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(headers={"Retry-After": str(retry_after)})
+        self.retry_after = retry_after
 
 
 # --- Posts and votes ----------------------------------------------------------------------------

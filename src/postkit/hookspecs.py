@@ -214,3 +214,34 @@ def after_login(user: User) -> Awaitable[None] | None:
 
     :param user: the user who logged in.
     """
+
+
+@hookspec
+def render_email(
+    kind: str, user: User, link: str | None, to: str
+) -> tuple[str, str] | Awaitable[tuple[str, str] | None] | None:
+    """Compose a mail postkit sends: return ``(subject, text body)``. First non-``None`` answer
+    wins; the built-in default writes short plain-text messages.
+
+    Runs on the kit's background mail sender, after the request's writes are committed, never
+    on the request's own path: an exception here is logged and that mail is not sent.
+
+    :param kind: what the mail is for: ``"password_reset"`` (``link`` resets the password),
+        ``"verify_email"`` (``link`` verifies the address, sent at registration and on request),
+        ``"confirm_email_change"`` (sent to the new address; ``link`` makes the change) or
+        ``"email_change_notice"`` (sent to the old address when a change is asked for; no link).
+    :param user: the account the mail is about.
+    :param link: the link to put in the body (built from ``public_base_url`` and the
+        ``*_url_path`` settings), or ``None``.
+    :param to: the address the mail goes to (for a change, not ``user.email``).
+    :returns: ``(subject, body)``, or ``None`` to leave it to the next plugin.
+    """
+
+
+@hookspec
+def after_password_reset(user: User) -> Awaitable[None] | None:
+    """Called after a password was reset with a mailed link and the change committed (every
+    session of the account has ended by then).
+
+    :param user: the account whose password was reset.
+    """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -12,15 +13,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from postkit.db import Database
 from postkit.dependencies import Dependencies
+from postkit.mail import LoggingMailer, Mailer, MailSender, mailer_from_settings
 from postkit.models import Post, User
 from postkit.plugins import HookRunner, build_plugin_manager
 from postkit.ratelimit import Per, RateLimits
+from postkit.routers.account_mail import get_account_mail_router
 from postkit.routers.auth import get_auth_router
 from postkit.routers.posts import get_posts_router
 from postkit.routers.users import get_users_router
 from postkit.routers.votes import get_votes_router
 from postkit.routing import install_error_handlers
 from postkit.security import PasswordHasher, TokenCodec
+from postkit.services.account_mail import AccountMail, MailLinks, RequestCounter
 from postkit.services.accounts import Accounts
 from postkit.services.posts import Posts
 from postkit.services.sessions import Sessions
@@ -29,6 +33,8 @@ from postkit.services.votes import Votes
 from postkit.settings import PostKitSettings
 
 __all__ = ["PostKit"]
+
+logger = logging.getLogger("postkit")
 
 
 class PostKit:
@@ -44,15 +50,23 @@ class PostKit:
     and router.
 
     The services are the API host code calls, with the request's session (``kit.session``):
-    :attr:`accounts`, :attr:`sessions`, :attr:`posts` and :attr:`votes`. Each commits its own
-    writes; the session dependency commits nothing and rolls back what is left.
+    :attr:`accounts`, :attr:`sessions`, :attr:`account_mail`, :attr:`posts` and :attr:`votes`.
+    Each commits its own writes; the session dependency commits nothing and rolls back what is
+    left.
 
     :param settings: the configuration; read from ``POSTKIT_*`` environment variables when omitted.
     :param plugins: plugin objects (or modules) implementing hooks from :mod:`postkit.hookspecs`.
+    :param mailer: what sends postkit's mail (a :class:`~postkit.mail.Mailer`); by default an
+        :class:`~postkit.mail.SmtpMailer` when ``smtp_host`` is set, else a
+        :class:`~postkit.mail.LoggingMailer`. Tests pass a :class:`~postkit.mail.MemoryOutbox`.
     """
 
     def __init__(
-        self, settings: PostKitSettings | None = None, *, plugins: Sequence[object] = ()
+        self,
+        settings: PostKitSettings | None = None,
+        *,
+        plugins: Sequence[object] = (),
+        mailer: Mailer | None = None,
     ) -> None:
         self.settings = settings if settings is not None else PostKitSettings()
         settings = self.settings
@@ -65,11 +79,37 @@ class PostKit:
         self.sessions = Sessions(self.tokens, refresh_ttl=settings.refresh_token_ttl)
         """Auth sessions: :meth:`~postkit.services.sessions.Sessions.authenticate`, refresh and
         logout."""
+        self.mail_sender = MailSender(
+            mailer if mailer is not None else mailer_from_settings(settings),
+            attempts=settings.mail_send_attempts,
+            retry_delay=settings.mail_retry_delay,
+            queue_size=settings.mail_queue_size,
+        )
+        """The background sender every mail goes through, after the commit that caused it."""
+        self.account_mail = AccountMail(
+            sessionmaker=self.db.sessionmaker,
+            passwords=self.passwords,
+            sessions=self.sessions,
+            hooks=self.hooks,
+            sender=self.mail_sender,
+            links=MailLinks(
+                base_url=settings.link_base_url,
+                reset_path=settings.reset_url_path,
+                verify_path=settings.verify_url_path,
+            ),
+            counter=RequestCounter(window=settings.email_request_window),
+            reset_ttl=settings.password_reset_ttl,
+            verification_ttl=settings.email_verification_ttl,
+            per_account=settings.email_requests_per_account,
+            per_client=settings.email_requests_per_client,
+        )
+        """Password reset, email verification and email change (used when ``email_enabled``)."""
         self.accounts = Accounts(
             passwords=self.passwords,
             sessions=self.sessions,
             throttle=LoginThrottle.from_settings(settings),
             hooks=self.hooks,
+            mail=self.account_mail if settings.email_enabled else None,
         )
         """Registration, login, profiles and account changes."""
         self.posts = Posts(self.hooks)
@@ -88,6 +128,7 @@ class PostKit:
             max_body_bytes=settings.max_body_bytes,
             public_reads=settings.public_reads,
             rate_limits=self.rate_limits,
+            require_verified_email=settings.require_verified_email,
         )
         deps = self.dependencies
         self.session = deps.session
@@ -100,6 +141,9 @@ class PostKit:
         self.optional_user = deps.optional_user
         """FastAPI dependency: the authenticated :class:`~postkit.models.User`, or ``None`` when no
         token is sent (an invalid token is still a 401)."""
+        self.verified_user = deps.verified_user
+        """FastAPI dependency: like :attr:`current_user`, but an account whose email is not
+        verified answers 403 ``EMAIL_NOT_VERIFIED``."""
         self.current_auth = deps.current_auth
         """FastAPI dependency: an :class:`~postkit.services.sessions.Authenticated` (the user and
         the token's claims, such as its session id), or 401. For routes that act on the
@@ -113,9 +157,18 @@ class PostKit:
         router.include_router(get_auth_router(self.accounts, self.sessions, deps))
         router.include_router(
             get_users_router(
-                self.accounts, deps, password_min_length=self.settings.password_min_length
+                self.accounts,
+                deps,
+                password_min_length=self.settings.password_min_length,
+                email_changes=self.settings.email_enabled,
             )
         )
+        if self.settings.email_enabled:
+            router.include_router(
+                get_account_mail_router(
+                    self.account_mail, deps, password_min_length=self.settings.password_min_length
+                )
+            )
         router.include_router(get_posts_router(self.posts, deps, self.settings))
         router.include_router(get_votes_router(self.votes, deps))
         return router
@@ -142,6 +195,15 @@ class PostKit:
         """
         return self.dependencies.rate_limit(name, rate=rate, per=per, when=when)
 
+    @property
+    def mailer(self) -> Mailer:
+        """What sends postkit's mail; assign another :class:`~postkit.mail.Mailer` to replace it."""
+        return self.mail_sender.mailer
+
+    @mailer.setter
+    def mailer(self, mailer: Mailer) -> None:
+        self.mail_sender.mailer = mailer
+
     def install_error_handlers(self, app: FastAPI) -> None:
         """Make the host's own routes answer like postkit's: ``kit.install_error_handlers(app)``.
 
@@ -165,7 +227,8 @@ class PostKit:
         """Start-up and shutdown for the host app: ``FastAPI(lifespan=kit.lifespan)``.
 
         Applies the migrations when ``auto_migrate`` is set, points the OpenAPI login form at
-        wherever the host mounted the router, and disposes of the engine on shutdown. A host
+        wherever the host mounted the router, starts the background mail sender, and on
+        shutdown lets it drain (up to 10 seconds) and disposes of the engine. A host
         with a lifespan of its own enters this one inside it: ``async with kit.lifespan(app):``.
         """
         if self.settings.auto_migrate:
@@ -174,8 +237,27 @@ class PostKit:
             await upgrade_async(self.settings.database_url)
         if isinstance(app, FastAPI):
             self.dependencies.bind_token_url(app)
+        self._warn_about_mail()
+        self.mail_sender.start()
         try:
             yield
         finally:
-            await self.rate_limits.close()
-            await self.db.dispose()
+            try:
+                await self.mail_sender.close()
+            finally:
+                await self.rate_limits.close()
+                await self.db.dispose()
+
+    def _warn_about_mail(self) -> None:
+        settings = self.settings
+        if (
+            settings.email_enabled
+            and settings.environment == "production"
+            and isinstance(self.mailer, LoggingMailer)
+        ):
+            logger.warning(
+                "postkit: email_enabled is on in production but no smtp_host is set: password "
+                "reset and verification mail is only LOGGED, links included, and never sent. "
+                "Set POSTKIT_SMTP_HOST (and the other smtp_* settings) or pass mailer= to "
+                "PostKit."
+            )

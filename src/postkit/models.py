@@ -34,6 +34,7 @@ exist, so routes answer it 404 without a query."""
 
 __all__ = [
     "MAX_ID",
+    "AccountToken",
     "AuthSession",
     "Base",
     "LoginAttempt",
@@ -126,6 +127,9 @@ class User(Base):
     # were issued under, and stop verifying once it moves on.
     token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+    # Set when the owner followed a verification link mailed to ``email`` (or confirmed a
+    # change to it); None until then.
+    email_verified_at: Mapped[datetime | None] = mapped_column(default=None)
 
     posts: Mapped[list[Post]] = relationship(
         back_populates="owner", cascade="all, delete-orphan", passive_deletes=True
@@ -238,3 +242,27 @@ class RateLimitCounter(Base):
     window_start: Mapped[int] = mapped_column(BigInteger)
     hits: Mapped[int] = mapped_column(Integer)
     expires_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class AccountToken(Base):
+    """A token mailed to an account's owner: a password reset, an email verification, or the
+    confirmation of a new address (``purpose``). Stored only as its SHA-256 digest.
+
+    ``fingerprint`` digests the account state the token was issued for (its email, and for a
+    reset or a change its password hash): once that changes the token stops working. ``email``
+    is the address the token proves (the new one, for a change); ``used_at`` spends it.
+    """
+
+    __tablename__ = "postkit_account_tokens"
+    __table_args__ = (Index("ix_postkit_account_tokens_purpose_email", "purpose", "email"),)
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("postkit_users.id", ondelete="CASCADE"), index=True
+    )
+    purpose: Mapped[str] = mapped_column(String(16))
+    email: Mapped[str] = mapped_column(String(320))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -22,7 +22,13 @@ from postkit.hookspecs import PROJECT_NAME, hookimpl
 if TYPE_CHECKING:
     from postkit.models import Post, User
 
-__all__ = ["DefaultRules", "HookRunner", "build_plugin_manager", "check_wrappers"]
+__all__ = [
+    "DefaultRules",
+    "HookRunner",
+    "build_plugin_manager",
+    "check_wrappers",
+    "default_email",
+]
 
 logger = logging.getLogger("postkit")
 
@@ -40,6 +46,43 @@ class DefaultRules:
     @hookimpl(trylast=True)
     def vote_weight(self, post: Post, user: User, direction: int) -> int:
         return 1
+
+    @hookimpl(trylast=True)
+    def render_email(self, kind: str, user: User, link: str | None, to: str) -> tuple[str, str]:
+        return default_email(kind, user=user, link=link, to=to)
+
+
+_DEFAULT_EMAILS: dict[str, tuple[str, str]] = {
+    "password_reset": (
+        "Reset your password",
+        "Someone asked to reset the password of the account {username}.\n\n"
+        "To choose a new password, open this link:\n\n{link}\n\n"
+        "If it was not you, ignore this message: your password stays as it is.",
+    ),
+    "verify_email": (
+        "Verify your email address",
+        "To confirm that {to} is the address of the account {username}, open this link:\n\n"
+        "{link}\n\nIf you did not create this account, ignore this message.",
+    ),
+    "confirm_email_change": (
+        "Confirm your new email address",
+        "The account {username} asked to use {to} as its email address from now on.\n\n"
+        "To confirm the change, open this link:\n\n{link}\n\n"
+        "If it was not you, ignore this message: nothing changes.",
+    ),
+    "email_change_notice": (
+        "Your email address is being changed",
+        "Someone signed in as {username} asked to change the account's email address from "
+        "{to} to another one. The change happens only if the new address confirms it.\n\n"
+        "If it was not you, reset your password now: that also cancels the change.",
+    ),
+}
+
+
+def default_email(kind: str, *, user: User, link: str | None, to: str) -> tuple[str, str]:
+    """postkit's plain-text ``(subject, body)`` for a mail of ``kind`` (see ``render_email``)."""
+    subject, body = _DEFAULT_EMAILS[kind]
+    return subject, body.format(username=user.username, link=link or "", to=to)
 
 
 def build_plugin_manager(

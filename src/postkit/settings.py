@@ -217,6 +217,104 @@ class PostKitSettings(BaseSettings):
         ),
     )
 
+    # --- Account mail: password reset, email verification, email change ---------------------
+    email_enabled: bool = Field(
+        default=False,
+        description=(
+            "Turn on the features that send mail: password reset, email verification (a mail at "
+            "registration) and changing the email address. Off, those routes are not mounted."
+        ),
+    )
+    public_base_url: str | None = Field(
+        default=None,
+        description=(
+            "Where your front end lives (`https://app.example.com`): links in mail are built "
+            "from it and the `*_url_path` settings. Required in production when "
+            "`email_enabled` is on; `http://localhost:8000` in development."
+        ),
+    )
+    reset_url_path: str = Field(
+        default="/reset-password?token={token}",
+        description="Path of the password reset link, with a `{token}` placeholder.",
+    )
+    verify_url_path: str = Field(
+        default="/verify-email?token={token}",
+        description=(
+            "Path of the email verification link (and of the link confirming a new address), "
+            "with a `{token}` placeholder."
+        ),
+    )
+    password_reset_ttl: timedelta = Field(
+        default=timedelta(hours=1), description="How long a password reset link works."
+    )
+    email_verification_ttl: timedelta = Field(
+        default=timedelta(days=2),
+        description="How long an email verification (or email change) link works.",
+    )
+    require_verified_email: bool = Field(
+        default=False,
+        description=(
+            "Only accounts with a verified email may create, change or delete posts and vote "
+            "(403 `EMAIL_NOT_VERIFIED`). Needs `email_enabled`."
+        ),
+    )
+    email_requests_per_account: int = Field(
+        default=3,
+        ge=1,
+        description="Mails (reset or verification) one address or account may ask for per window.",
+    )
+    email_requests_per_client: int = Field(
+        default=20,
+        ge=1,
+        description="Mail requests one client address may make per window.",
+    )
+    email_request_window: timedelta = Field(
+        default=timedelta(hours=1), description="Window in which mail requests are counted."
+    )
+    mail_send_attempts: int = Field(
+        default=3, ge=1, le=10, description="Tries per message before it is given up (logged)."
+    )
+    mail_retry_delay: float = Field(
+        default=2.0,
+        ge=0,
+        description="Seconds before the first retry of a failed send; doubled for each next one.",
+    )
+    mail_queue_size: int = Field(
+        default=1000,
+        ge=1,
+        description="Messages waiting to be sent at most; past it new ones are dropped (logged).",
+    )
+    smtp_host: str | None = Field(
+        default=None,
+        description=(
+            "SMTP server to send mail through. Unset: mail is only logged (at INFO, links "
+            "included), which suits development only."
+        ),
+    )
+    smtp_port: int = Field(
+        default=587, ge=1, le=65535, description="SMTP port: 587 for STARTTLS, 465 for TLS."
+    )
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls",
+        description=(
+            "`starttls`: upgrade the connection (required); `tls`: implicit TLS from the "
+            "first byte (port 465); `none`: plain text (a relay on localhost only)."
+        ),
+    )
+    smtp_username: str | None = Field(default=None, description="SMTP login, if the server asks.")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password.")
+    smtp_from: str | None = Field(
+        default=None,
+        description="The From address of postkit's mail (`Example <no-reply@example.com>`).",
+    )
+    smtp_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds an SMTP connection or command may take."
+    )
+    smtp_ca_file: str | None = Field(
+        default=None,
+        description="CA bundle (PEM) that verifies the SMTP server's certificate, if not public.",
+    )
+
     # --- Posts and votes ----------------------------------------------------------------------
     public_reads: bool = Field(
         default=False, description="Let anonymous clients read published posts."
@@ -365,12 +463,38 @@ class PostKitSettings(BaseSettings):
                 )
         return value
 
+    @field_validator("public_base_url")
+    @classmethod
+    def _check_public_base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().rstrip("/")
+        scheme, _, rest = value.partition("://")
+        if scheme not in ("http", "https") or not rest or "?" in rest or "#" in rest:
+            raise ValueError(
+                "must be an http:// or https:// URL without query or fragment, "
+                "like https://app.example.com"
+            )
+        return value
+
+    @field_validator("reset_url_path", "verify_url_path")
+    @classmethod
+    def _check_url_path(cls, value: str) -> str:
+        if not value.startswith("/") or value.count("{token}") != 1:
+            raise ValueError("must start with / and contain {token} exactly once")
+        if "{" in value.replace("{token}", "") or "}" in value.replace("{token}", ""):
+            raise ValueError("may contain no placeholder but {token}")
+        return value
+
     @field_validator(
         "access_token_ttl",
         "refresh_token_ttl",
         "login_failure_window",
         "login_delay",
         "login_familiar_window",
+        "password_reset_ttl",
+        "email_verification_ttl",
+        "email_request_window",
         mode="before",
     )
     @classmethod
@@ -386,6 +510,9 @@ class PostKitSettings(BaseSettings):
         "login_failure_window",
         "login_delay",
         "login_familiar_window",
+        "password_reset_ttl",
+        "email_verification_ttl",
+        "email_request_window",
     )
     @classmethod
     def _positive_duration(cls, value: timedelta) -> timedelta:
@@ -397,6 +524,7 @@ class PostKitSettings(BaseSettings):
     def _check_keys(self) -> PostKitSettings:
         if self.posts_default_limit > self.posts_max_limit:
             raise ValueError("posts_default_limit must not exceed posts_max_limit")
+        self._check_mail()
         if self.jwt_algorithm.startswith("HS"):
             if self.secret_key is None:
                 if self.environment == "production":
@@ -411,6 +539,30 @@ class PostKitSettings(BaseSettings):
                 f"jwt_algorithm {self.jwt_algorithm} needs jwt_private_key and jwt_public_key"
             )
         return self
+
+    def _check_mail(self) -> None:
+        if self.require_verified_email and not self.email_enabled:
+            raise ValueError(
+                "require_verified_email needs email_enabled (set POSTKIT_EMAIL_ENABLED=true): "
+                "accounts verify their address by following a mailed link"
+            )
+        if self.email_enabled and self.public_base_url is None and self.environment == "production":
+            raise ValueError(
+                "public_base_url is required when email_enabled is on and environment is "
+                "'production' (set POSTKIT_PUBLIC_BASE_URL to your front end's URL, like "
+                "https://app.example.com): the links in password reset and verification mail "
+                "are built from it"
+            )
+        if self.smtp_host is not None and not self.smtp_from:
+            raise ValueError(
+                "smtp_from is required when smtp_host is set (set POSTKIT_SMTP_FROM, like "
+                "'Example <no-reply@example.com>')"
+            )
+
+    @property
+    def link_base_url(self) -> str:
+        """The base of links in mail: ``public_base_url``, else ``http://localhost:8000``."""
+        return self.public_base_url or "http://localhost:8000"
 
     @property
     def signing_key(self) -> str:

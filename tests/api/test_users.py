@@ -30,7 +30,8 @@ async def test_register_returns_the_own_view(client):
     )
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == {"id", "email", "username", "created_at"}
+    assert set(body) == {"id", "email", "username", "created_at", "email_verified_at"}
+    assert body["email_verified_at"] is None
     assert body["email"] == "alice@example.com"
     assert body["username"] == "alice_1"
 
@@ -237,6 +238,7 @@ async def test_me_is_the_own_view_without_any_hash(client, new_user):
         "email": user.email,
         "username": user.username,
         "created_at": body["created_at"],
+        "email_verified_at": None,
     }
 
 

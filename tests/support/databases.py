@@ -24,6 +24,7 @@ from postkit.migrations import upgrade
 POSTGRES_ENV = "POSTKIT_TEST_POSTGRES_URL"
 BACKENDS = ["sqlite", "postgresql"]
 POSTKIT_TABLES = [
+    "postkit_account_tokens",
     "postkit_rate_limits",
     "postkit_login_attempts",
     "postkit_refresh_tokens",

@@ -89,7 +89,8 @@ def get_posts_router(posts: Posts, deps: Dependencies, settings: PostKitSettings
     """The posts routes on ``posts``. Reads need a token unless ``public_reads`` is set."""
     router = deps.router(tags=["posts"])
     Session = Annotated[AsyncSession, deps.session_param]
-    CurrentUser = Annotated[User, deps.current_user_param]
+    # Writers: a verified email too when require_verified_email is on.
+    CurrentUser = Annotated[User, deps.writer_param]
     Reader = Annotated[User | None, deps.reader_param]
     content_limit = settings.post_content_max_length
 

@@ -11,6 +11,7 @@ from postkit.models import User
 from postkit.routers.common import ItemId
 from postkit.schemas.users import (
     UserCreate,
+    UserEmailUpdate,
     UserPrivate,
     UserPublic,
     UserUpdate,
@@ -22,14 +23,21 @@ __all__ = ["get_users_router"]
 
 
 def get_users_router(
-    accounts: Accounts, deps: Dependencies, *, password_min_length: int
+    accounts: Accounts,
+    deps: Dependencies,
+    *,
+    password_min_length: int,
+    email_changes: bool = False,
 ) -> APIRouter:
-    """Build the account routes on ``accounts``; the schemas state ``password_min_length``."""
+    """Build the account routes on ``accounts``; the schemas state ``password_min_length``.
+    With ``email_changes`` (``email_enabled``), ``PATCH /users/me`` accepts a new ``email``."""
     router = deps.router(tags=["users"])
     Session = Annotated[AsyncSession, deps.session_param]
     # The password minimum comes from settings, and so does the schema that documents it.
     Registration = with_password_minimum(UserCreate, password_min_length)
-    Changes = with_password_minimum(UserUpdate, password_min_length)
+    Changes = with_password_minimum(
+        UserEmailUpdate if email_changes else UserUpdate, password_min_length
+    )
 
     @router.post(
         "/users",
@@ -80,11 +88,16 @@ def get_users_router(
         session: Session,
         request: Request,
     ) -> User:
-        """Change the username and/or the password of the authenticated account.
+        """Change the username, the password and/or the email of the authenticated account.
 
         A new `password` needs `current_password` (403 `WRONG_CURRENT_PASSWORD` otherwise) and
         signs out every other session of the account; this one stays signed in. Password
         changes are rate limited per account (429 `RATE_LIMITED`).
+
+        A new `email` needs `current_password` too, and changes nothing yet: a link is mailed to
+        the new address and the change happens when it is followed (`POST /verify`); the
+        current address is told. An address another account has or waits for answers 409
+        `EMAIL_TAKEN`. Only when the service sends mail (`email_enabled`).
         """
         return await accounts.update(
             session,
@@ -93,6 +106,7 @@ def get_users_router(
             username=body.username,  # type: ignore[attr-defined]
             new_password=body.password,  # type: ignore[attr-defined]
             current_password=body.current_password,  # type: ignore[attr-defined]
+            email=getattr(body, "email", None),
         )
 
     @router.get(

@@ -23,7 +23,8 @@ def get_votes_router(votes: Votes, deps: Dependencies) -> APIRouter:
     """The vote routes on ``votes``; all need a token."""
     router = deps.router(tags=["votes"])
     Session = Annotated[AsyncSession, deps.session_param]
-    CurrentUser = Annotated[User, deps.current_user_param]
+    # Writers: a verified email too when require_verified_email is on.
+    CurrentUser = Annotated[User, deps.writer_param]
     vote_limit = deps.rate_limit("vote")  # one budget for all three forms of voting
     limited = deps.rate_limit_responses("vote")
 

@@ -11,12 +11,18 @@ from pydantic.config import JsonDict
 
 __all__ = [
     "PASSWORD_MAX_LENGTH",
+    "TOKEN_MAX_LENGTH",
     "USERNAME_PATTERN",
     "Email",
+    "ForgotPassword",
+    "Notice",
+    "ResetPassword",
     "UserCreate",
+    "UserEmailUpdate",
     "UserPrivate",
     "UserPublic",
     "UserUpdate",
+    "VerifyEmail",
     "with_password_minimum",
 ]
 
@@ -77,12 +83,60 @@ class UserUpdate(BaseModel):
     )
 
 
-_Account = TypeVar("_Account", "UserCreate", "UserUpdate")
+class UserEmailUpdate(UserUpdate):
+    """:class:`UserUpdate` with ``email``, when ``email_enabled`` is on.
+
+    Changing ``email`` requires ``current_password`` and takes effect when the link mailed to
+    the new address is followed.
+    """
+
+    email: Email | None = Field(
+        default=None,
+        description="A new address: mailed a confirmation link, used once it is followed.",
+    )
+
+
+TOKEN_MAX_LENGTH = 256
+"""Longer tokens cannot be postkit's (they are 43 characters): refused (422) unread."""
+
+
+class ForgotPassword(BaseModel):
+    """Ask for a password reset link."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email
+
+
+class ResetPassword(BaseModel):
+    """Choose a new password with the token of a reset link."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=1, max_length=TOKEN_MAX_LENGTH)
+    password: str = Field(min_length=8, max_length=PASSWORD_MAX_LENGTH)
+
+
+class VerifyEmail(BaseModel):
+    """Follow a verification (or email change) link: its token."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=1, max_length=TOKEN_MAX_LENGTH)
+
+
+class Notice(BaseModel):
+    """An answer with nothing to return but what happened."""
+
+    detail: str
+
+
+_Account = TypeVar("_Account", "UserCreate", "UserUpdate", "UserEmailUpdate", "ResetPassword")
 
 
 def with_password_minimum(model: type[_Account], min_password_length: int) -> type[_Account]:
-    """``model`` (:class:`UserCreate` or :class:`UserUpdate`) with the password minimum from
-    settings, so the OpenAPI schema states the policy that is enforced."""
+    """``model`` (:class:`UserCreate`, :class:`UserUpdate` or :class:`ResetPassword`) with the
+    password minimum from settings, so the OpenAPI schema states the policy that is enforced."""
     field = model.model_fields["password"]
     optional = not field.is_required()
     annotation: Any = str | None if optional else str
@@ -115,3 +169,7 @@ class UserPrivate(UserPublic):
     """What a user sees of their own account."""
 
     email: str
+    email_verified_at: datetime | None = Field(
+        default=None,
+        description="When the owner verified `email` by following a mailed link; null until then.",
+    )

@@ -7,13 +7,14 @@ and commits its own writes. No database transaction is open while a password is 
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postkit.errors import (
+    EmailChangeUnavailable,
     EmailTaken,
     InvalidCredentials,
     ServiceBusy,
@@ -24,8 +25,12 @@ from postkit.errors import (
 from postkit.models import MAX_ID, User
 from postkit.plugins import HookRunner
 from postkit.security import PasswordHasher
+from postkit.services.account_mail import email_pending, forget_mailed_tokens
 from postkit.services.sessions import Authenticated, IssuedTokens, Sessions
 from postkit.services.throttle import LoginThrottle, throttle_keys
+
+if TYPE_CHECKING:
+    from postkit.services.account_mail import AccountMail
 
 __all__ = ["Accounts"]
 
@@ -50,6 +55,8 @@ class Accounts:
     :param sessions: opens the auth session of a login, ends the others on a password change.
     :param throttle: counts failed password checks (logins and current-password checks).
     :param hooks: the kit's plugin hooks.
+    :param mail: the mailed flows (verification at registration, email change), or ``None``
+        when ``email_enabled`` is off.
     """
 
     def __init__(
@@ -59,11 +66,13 @@ class Accounts:
         sessions: Sessions,
         throttle: LoginThrottle,
         hooks: HookRunner,
+        mail: AccountMail | None = None,
     ) -> None:
         self.passwords = passwords
         self.sessions = sessions
         self.throttle = throttle
         self.hooks = hooks
+        self.mail = mail
 
     async def _username_exists(self, session: AsyncSession, username: str) -> bool:
         found = await session.scalar(select(User.id).where(User.username == username))
@@ -76,9 +85,11 @@ class Accounts:
 
         The email and username are stored lower case. Without a username a random one is
         generated. ``validate_registration`` plugins run before the (slow) password hash, so a
-        refused registration costs nothing.
+        refused registration costs nothing. With email on, a verification link is mailed to
+        the address once the account is committed.
 
-        :raises EmailTaken: another account has this email.
+        :raises EmailTaken: another account has this email, or waits to confirm it as its new
+            one.
         :raises UsernameTaken: another account has this username.
         :raises PostKitError: whatever a ``validate_registration`` plugin raises.
         :raises ServiceBusy: the queue of new password hashes is full.
@@ -95,7 +106,7 @@ class Accounts:
                 )
             )
         ).all()
-        if any(row.email == email for row in taken):
+        if any(row.email == email for row in taken) or await email_pending(session, email):
             raise EmailTaken()
         if chosen is not None and taken:
             raise UsernameTaken()
@@ -117,6 +128,8 @@ class Accounts:
             if await session.scalar(select(User.id).where(User.email == email)) is not None:
                 raise EmailTaken() from None
             raise UsernameTaken() from None
+        if self.mail is not None:
+            await self.mail.send_verification(session, user=user)
         await self.hooks.notify("after_user_register", user=user)
         return user
 
@@ -194,6 +207,7 @@ class Accounts:
         username: str | None = None,
         new_password: str | None = None,
         current_password: str | None = None,
+        email: str | None = None,
     ) -> User:
         """Apply the authenticated user's changes to their own account and commit.
 
@@ -202,8 +216,15 @@ class Accounts:
         auth session of the user: their refresh and access tokens stop working while the
         session that made the change carries on.
 
+        A new email needs the current password too, and takes effect only when the link mailed
+        to the new address is followed; the current address is told. Until then the account
+        keeps its address.
+
         :raises UsernameTaken: another account has the new username.
-        :raises WrongCurrentPassword: a new password without the right current one.
+        :raises EmailTaken: another account has the new email, or waits to confirm it.
+        :raises EmailChangeUnavailable: a new email while ``email_enabled`` is off.
+        :raises WrongCurrentPassword: a new password or email without the right current
+            password.
         :raises TooManyAttempts: too many wrong current passwords.
         :raises ServiceBusy: the password queues are full (nothing was changed).
         """
@@ -212,7 +233,14 @@ class Accounts:
             username = username.lower()
             if username != user.username and await self._username_exists(session, username):
                 raise UsernameTaken()
-        if new_password is not None:
+        new_email = email.strip().lower() if email is not None else None
+        if new_email == user.email:
+            new_email = None
+        if new_email is not None:
+            if self.mail is None:
+                raise EmailChangeUnavailable()
+            await self.mail.check_email_free(session, user=user, email=new_email)
+        if new_password is not None or new_email is not None:
             if current_password is None:
                 raise WrongCurrentPassword()
             admission = await self.throttle.admit(
@@ -228,8 +256,12 @@ class Accounts:
                 raise WrongCurrentPassword()
             await self.throttle.succeeded(session, admission)
             await session.commit()  # the check is on record; no transaction open while hashing
+        if new_password is not None:
             user.password_hash = await self.passwords.hash(new_password)
             await self.throttle.password_changed(session, user_id=user.id)
+            # Links mailed before (a reset, a pending email change) die with the old password;
+            # forget them, so an address they were changing to is free again.
+            await forget_mailed_tokens(session, user=user)
             await self.sessions.end_others(
                 session, user=user, keep_session_id=auth.claims.session_id
             )
@@ -240,4 +272,7 @@ class Accounts:
         except IntegrityError:
             await session.rollback()
             raise UsernameTaken() from None
+        if new_email is not None:
+            assert self.mail is not None
+            await self.mail.request_email_change(session, user=user, email=new_email)
         return user
