@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 __all__ = [
+    "AccountInUse",
     "AlreadyVoted",
     "AuthenticationError",
     "BodyTooLarge",
@@ -32,6 +33,7 @@ __all__ = [
     "PostKitError",
     "PostNotFound",
     "PostRejected",
+    "SessionNotFound",
     "TooManyAttempts",
     "UserNotFound",
     "UsernameTaken",
@@ -60,6 +62,8 @@ class ErrorCode(str, Enum):
     USERNAME_TAKEN = "USERNAME_TAKEN"
     WRONG_CURRENT_PASSWORD = "WRONG_CURRENT_PASSWORD"
     USER_NOT_FOUND = "USER_NOT_FOUND"
+    SESSION_NOT_FOUND = "SESSION_NOT_FOUND"
+    ACCOUNT_IN_USE = "ACCOUNT_IN_USE"
     # Posts and votes
     POST_NOT_FOUND = "POST_NOT_FOUND"
     NOT_POST_OWNER = "NOT_POST_OWNER"
@@ -239,6 +243,24 @@ class UserNotFound(PostKitError):
     status_code = 404
     code = ErrorCode.USER_NOT_FOUND.value
     message = "User not found"
+
+
+class SessionNotFound(PostKitError):
+    """``DELETE /sessions/{id}`` for a session that is not a live one of the caller's: unknown,
+    already ended, or another account's (which is never revealed)."""
+
+    status_code = 404
+    code = ErrorCode.SESSION_NOT_FOUND.value
+    message = "Session not found"
+
+
+class AccountInUse(PostKitError):
+    """Deleting an account that rows of the host still point at (a foreign key without
+    ``ON DELETE CASCADE``); the host removes them in ``before_account_delete``."""
+
+    status_code = 409
+    code = ErrorCode.ACCOUNT_IN_USE.value
+    message = "The account is still referenced by other records and cannot be deleted"
 
 
 # --- Posts and votes ----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from postkit.models import Post, User
 from postkit.plugins import HookRunner, build_plugin_manager
 from postkit.routers.auth import get_auth_router
 from postkit.routers.posts import get_posts_router
+from postkit.routers.sessions import get_sessions_router
 from postkit.routers.users import get_users_router
 from postkit.routers.votes import get_votes_router
 from postkit.routing import install_error_handlers
@@ -61,9 +62,17 @@ class PostKit:
         self.passwords = PasswordHasher(settings.bcrypt_rounds)
         self.tokens = TokenCodec(settings)
 
-        self.sessions = Sessions(self.tokens, refresh_ttl=settings.refresh_token_ttl)
-        """Auth sessions: :meth:`~postkit.services.sessions.Sessions.authenticate`, refresh and
-        logout."""
+        self.sessions = Sessions(
+            self.tokens,
+            refresh_ttl=settings.refresh_token_ttl,
+            max_lifetime=settings.session_max_lifetime,
+        )
+        """Auth sessions: :meth:`~postkit.services.sessions.Sessions.authenticate`, refresh,
+        the session list and logout."""
+        self.posts = Posts(self.hooks)
+        """Post reads and writes under the reader's visibility rules and the post hooks."""
+        self.votes = Votes(posts=self.posts, hooks=self.hooks)
+        """Votes with exact counters and the vote hooks."""
         self.accounts = Accounts(
             passwords=self.passwords,
             sessions=self.sessions,
@@ -71,12 +80,10 @@ class PostKit:
                 max_failures=settings.login_max_failures, window=settings.login_failure_window
             ),
             hooks=self.hooks,
+            votes=self.votes,
+            deletion_posts=settings.account_deletion_posts,
         )
-        """Registration, login, profiles and account changes."""
-        self.posts = Posts(self.hooks)
-        """Post reads and writes under the reader's visibility rules and the post hooks."""
-        self.votes = Votes(posts=self.posts, hooks=self.hooks)
-        """Votes with exact counters and the vote hooks."""
+        """Registration, login, profiles, account changes, deactivation, deletion and export."""
 
         self.dependencies = Dependencies(
             database=self.db,
@@ -111,6 +118,7 @@ class PostKit:
                 self.accounts, deps, password_min_length=self.settings.password_min_length
             )
         )
+        router.include_router(get_sessions_router(self.sessions, deps))
         router.include_router(get_posts_router(self.posts, deps, self.settings))
         router.include_router(get_votes_router(self.votes, deps))
         return router

@@ -130,6 +130,13 @@ class PostKitSettings(BaseSettings):
     refresh_token_ttl: timedelta = Field(
         default=timedelta(days=30), description="Lifetime of a refresh token."
     )
+    session_max_lifetime: timedelta = Field(
+        default=timedelta(days=30),
+        description=(
+            "Longest a login lasts, however often it is refreshed: past it, its refresh and "
+            "access tokens stop working and the user signs in again."
+        ),
+    )
 
     # --- Passwords and login throttling -------------------------------------------------------
     bcrypt_rounds: int = Field(
@@ -143,6 +150,15 @@ class PostKitSettings(BaseSettings):
     )
     login_failure_window: timedelta = Field(
         default=timedelta(minutes=15), description="Window in which failed logins are counted."
+    )
+
+    # --- Accounts -----------------------------------------------------------------------------
+    account_deletion_posts: Literal["delete", "anonymize"] = Field(
+        default="delete",
+        description=(
+            "What deleting an account does to its posts: `delete` them, or `anonymize` them "
+            "(published posts stay, shown as by `[deleted]`; drafts are deleted)."
+        ),
     )
 
     # --- Posts and votes ----------------------------------------------------------------------
@@ -186,7 +202,13 @@ class PostKitSettings(BaseSettings):
                 )
         return value
 
-    @field_validator("access_token_ttl", "refresh_token_ttl", "login_failure_window", mode="before")
+    @field_validator(
+        "access_token_ttl",
+        "refresh_token_ttl",
+        "session_max_lifetime",
+        "login_failure_window",
+        mode="before",
+    )
     @classmethod
     def _seconds_as_duration(cls, value: object) -> object:
         # POSTKIT_ACCESS_TOKEN_TTL=900 means seconds; pydantic alone only parses "PT15M" strings.
@@ -194,7 +216,9 @@ class PostKitSettings(BaseSettings):
             return float(value)
         return value
 
-    @field_validator("access_token_ttl", "refresh_token_ttl", "login_failure_window")
+    @field_validator(
+        "access_token_ttl", "refresh_token_ttl", "session_max_lifetime", "login_failure_window"
+    )
     @classmethod
     def _positive_duration(cls, value: timedelta) -> timedelta:
         if value.total_seconds() <= 0:
