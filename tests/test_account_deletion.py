@@ -259,6 +259,14 @@ async def test_the_new_routes_are_documented(client):
     assert "404" in schema["paths"]["/sessions/{session_id}"]["delete"]["responses"]
 
 
+async def test_the_new_routes_have_stable_names(make_client):
+    client = await make_client(prefix="/v1")
+    assert client.app.url_path_for("postkit:delete_me") == "/v1/users/me"
+    assert client.app.url_path_for("postkit:export_me") == "/v1/users/me/export"
+    assert client.app.url_path_for("postkit:list_sessions") == "/v1/sessions"
+    assert client.app.url_path_for("postkit:end_session", session_id="abc") == "/v1/sessions/abc"
+
+
 async def test_deactivation_from_host_code_ends_every_token_for_good(client, new_user):
     user = await new_user(client)
     async with client.kit.db.sessionmaker() as session:
