@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 __all__ = [
+    "AccountInUse",
     "AlreadyVoted",
     "AuthenticationError",
     "BodyTooLarge",
@@ -39,6 +40,7 @@ __all__ = [
     "RateLimitUnavailable",
     "RateLimited",
     "ServiceBusy",
+    "SessionNotFound",
     "TooManyAttempts",
     "TooManyEmailRequests",
     "UserNotFound",
@@ -77,6 +79,8 @@ class ErrorCode(str, Enum):
     EMAIL_NOT_VERIFIED = "EMAIL_NOT_VERIFIED"
     EMAIL_CHANGE_UNAVAILABLE = "EMAIL_CHANGE_UNAVAILABLE"
     TOO_MANY_EMAIL_REQUESTS = "TOO_MANY_EMAIL_REQUESTS"
+    SESSION_NOT_FOUND = "SESSION_NOT_FOUND"
+    ACCOUNT_IN_USE = "ACCOUNT_IN_USE"
     # Posts and votes
     POST_NOT_FOUND = "POST_NOT_FOUND"
     NOT_POST_OWNER = "NOT_POST_OWNER"
@@ -357,6 +361,24 @@ class TooManyEmailRequests(PostKitError):
     def __init__(self, retry_after: int) -> None:
         super().__init__(headers={"Retry-After": str(retry_after)})
         self.retry_after = retry_after
+
+
+class SessionNotFound(PostKitError):
+    """``DELETE /sessions/{id}`` for a session that is not a live one of the caller's: unknown,
+    already ended, or another account's (which is never revealed)."""
+
+    status_code = 404
+    code = ErrorCode.SESSION_NOT_FOUND.value
+    message = "Session not found"
+
+
+class AccountInUse(PostKitError):
+    """Deleting an account that rows of the host still point at (a foreign key without
+    ``ON DELETE CASCADE``); the host removes them in ``before_account_delete``."""
+
+    status_code = 409
+    code = ErrorCode.ACCOUNT_IN_USE.value
+    message = "The account is still referenced by other records and cannot be deleted"
 
 
 # --- Posts and votes ----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import pluggy
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
+    from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.sql.elements import ColumnElement
 
     from postkit.models import Post, User
@@ -244,4 +245,30 @@ def after_password_reset(user: User) -> Awaitable[None] | None:
     session of the account has ended by then).
 
     :param user: the account whose password was reset.
+    """
+
+
+@hookspec
+def before_account_delete(user: User, session: AsyncSession) -> Awaitable[None] | None:
+    """Called when an account is about to be deleted, after its password was checked; raise
+    :class:`~postkit.errors.PostKitError` to refuse (e.g. ``status_code=409`` with a code of
+    your own while the account owns something that must be handed over first).
+
+    Runs inside the deletion's transaction, with the account's row locked: rows of your own
+    that point at the account may be deleted through ``session`` (do not commit), and they go
+    or stay with the account.
+
+    :param user: the account being deleted.
+    :param session: the transaction the deletion runs in.
+    """
+
+
+@hookspec
+def after_account_delete(user_id: int, email: str, username: str) -> Awaitable[None] | None:
+    """Called after an account's deletion is committed (a goodbye mail, an audit line, purging
+    caches or search indexes). The account no longer exists.
+
+    :param user_id: the deleted account's id (never given to another account).
+    :param email: its email address.
+    :param username: its username.
     """

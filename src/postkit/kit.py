@@ -20,6 +20,7 @@ from postkit.ratelimit import Per, RateLimits
 from postkit.routers.account_mail import get_account_mail_router
 from postkit.routers.auth import get_auth_router
 from postkit.routers.posts import get_posts_router
+from postkit.routers.sessions import get_sessions_router
 from postkit.routers.users import get_users_router
 from postkit.routers.votes import get_votes_router
 from postkit.routing import install_error_handlers
@@ -76,9 +77,17 @@ class PostKit:
         self.passwords = PasswordHasher.from_settings(settings)
         self.tokens = TokenCodec(settings)
 
-        self.sessions = Sessions(self.tokens, refresh_ttl=settings.refresh_token_ttl)
-        """Auth sessions: :meth:`~postkit.services.sessions.Sessions.authenticate`, refresh and
-        logout."""
+        self.sessions = Sessions(
+            self.tokens,
+            refresh_ttl=settings.refresh_token_ttl,
+            max_lifetime=settings.session_max_lifetime,
+        )
+        """Auth sessions: :meth:`~postkit.services.sessions.Sessions.authenticate`, refresh,
+        the session list and logout."""
+        self.posts = Posts(self.hooks)
+        """Post reads and writes under the reader's visibility rules and the post hooks."""
+        self.votes = Votes(posts=self.posts, hooks=self.hooks)
+        """Votes with exact counters and the vote hooks."""
         self.mail_sender = MailSender(
             mailer if mailer is not None else mailer_from_settings(settings),
             attempts=settings.mail_send_attempts,
@@ -110,12 +119,10 @@ class PostKit:
             throttle=LoginThrottle.from_settings(settings),
             hooks=self.hooks,
             mail=self.account_mail if settings.email_enabled else None,
+            votes=self.votes,
+            deletion_posts=settings.account_deletion_posts,
         )
-        """Registration, login, profiles and account changes."""
-        self.posts = Posts(self.hooks)
-        """Post reads and writes under the reader's visibility rules and the post hooks."""
-        self.votes = Votes(posts=self.posts, hooks=self.hooks)
-        """Votes with exact counters and the vote hooks."""
+        """Registration, login, profiles, account changes, deactivation, deletion and export."""
 
         self.rate_limits = RateLimits.from_settings(settings, engine=self.db.engine)
         """The rate limits: their policies (``kit.rate_limits.policies``), their store (the
@@ -169,6 +176,7 @@ class PostKit:
                     self.account_mail, deps, password_min_length=self.settings.password_min_length
                 )
             )
+        router.include_router(get_sessions_router(self.sessions, deps))
         router.include_router(get_posts_router(self.posts, deps, self.settings))
         router.include_router(get_votes_router(self.votes, deps))
         return router

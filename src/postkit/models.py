@@ -28,12 +28,16 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+USER_AGENT_MAX_LENGTH = 255
+"""The longest ``User-Agent`` stored with an auth session; longer ones are cut."""
+
 MAX_ID = 2**31 - 1
 """The largest id an integer primary key holds (32-bit on PostgreSQL): a larger one cannot
 exist, so routes answer it 404 without a query."""
 
 __all__ = [
     "MAX_ID",
+    "USER_AGENT_MAX_LENGTH",
     "AccountToken",
     "AuthSession",
     "Base",
@@ -115,6 +119,10 @@ class User(Base):
     """An account. ``email`` is private to its owner; ``username`` is the public name."""
 
     __tablename__ = "postkit_users"
+    # AUTOINCREMENT on SQLite: without it SQLite hands the highest freed id to the next account,
+    # so rows (and tokens) that name a deleted account's id would point at a stranger.
+    # PostgreSQL's sequence never reuses an id.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # Stored normalised to lower case, so the unique constraint compares case-insensitively.
@@ -198,6 +206,10 @@ class AuthSession(Base):
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The login's User-Agent header, cut to USER_AGENT_MAX_LENGTH characters.
+    user_agent: Mapped[str | None] = mapped_column(String(USER_AGENT_MAX_LENGTH), default=None)
+    # Set at login and at every refresh; not on each access-token use (reads stay write-free).
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class RefreshToken(Base):

@@ -130,6 +130,13 @@ class PostKitSettings(BaseSettings):
     refresh_token_ttl: timedelta = Field(
         default=timedelta(days=30), description="Lifetime of a refresh token."
     )
+    session_max_lifetime: timedelta = Field(
+        default=timedelta(days=30),
+        description=(
+            "Longest a login lasts, however often it is refreshed: past it, its refresh and "
+            "access tokens stop working and the user signs in again."
+        ),
+    )
 
     # --- Passwords and login throttling -------------------------------------------------------
     bcrypt_rounds: int = Field(
@@ -315,6 +322,15 @@ class PostKitSettings(BaseSettings):
         description="CA bundle (PEM) that verifies the SMTP server's certificate, if not public.",
     )
 
+    # --- Accounts -----------------------------------------------------------------------------
+    account_deletion_posts: Literal["delete", "anonymize"] = Field(
+        default="delete",
+        description=(
+            "What deleting an account does to its posts: `delete` them, or `anonymize` them "
+            "(published posts stay, shown as by `[deleted]`; drafts are deleted)."
+        ),
+    )
+
     # --- Posts and votes ----------------------------------------------------------------------
     public_reads: bool = Field(
         default=False, description="Let anonymous clients read published posts."
@@ -495,6 +511,7 @@ class PostKitSettings(BaseSettings):
         "password_reset_ttl",
         "email_verification_ttl",
         "email_request_window",
+        "session_max_lifetime",
         mode="before",
     )
     @classmethod
@@ -513,6 +530,7 @@ class PostKitSettings(BaseSettings):
         "password_reset_ttl",
         "email_verification_ttl",
         "email_request_window",
+        "session_max_lifetime",
     )
     @classmethod
     def _positive_duration(cls, value: timedelta) -> timedelta:

@@ -203,6 +203,8 @@ async def test_openapi_documents_every_answer(client):
         ("POST", "/users"): ["201", "403", "409", "413", "422", "429"],
         ("GET", "/users/me"): ["200", "401"],
         ("PATCH", "/users/me"): ["200", "401", "403", "409", "413", "422", "429"],
+        ("DELETE", "/users/me"): ["204", "401", "403", "409", "413", "422", "429"],
+        ("GET", "/users/me/export"): ["200", "401"],
         ("GET", "/users/{user_id}"): ["200", "401", "404", "422"],
     }
     schemas = spec["components"]["schemas"]

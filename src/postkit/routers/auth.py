@@ -100,7 +100,11 @@ def get_auth_router(accounts: Accounts, sessions: Sessions, deps: Dependencies) 
         password checks are saturated.
         """
         _, issued = await accounts.login(
-            session, login=form.username, password=form.password, address=client_address(request)
+            session,
+            login=form.username,
+            password=form.password,
+            address=client_address(request),
+            user_agent=request.headers.get("user-agent"),
         )
         return _token_pair(issued, response)
 

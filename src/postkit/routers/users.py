@@ -1,14 +1,17 @@
-"""Account routes: ``POST /users``, ``GET /users/me``, ``PATCH /users/me``, ``GET /users/{id}``."""
+"""Account routes: ``POST /users``, ``GET /users/me``, ``PATCH /users/me``,
+``DELETE /users/me``, ``GET /users/me/export``, ``GET /users/{id}``."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Depends, Request, status
+from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postkit.dependencies import Authenticated, Dependencies, changes_password, client_address
 from postkit.errors import error_responses
 from postkit.models import User
 from postkit.routers.common import ItemId
+from postkit.schemas.accounts import AccountDelete, AccountExport
 from postkit.schemas.users import (
     UserCreate,
     UserEmailUpdate,
@@ -107,6 +110,62 @@ def get_users_router(
             new_password=body.password,  # type: ignore[attr-defined]
             current_password=body.current_password,  # type: ignore[attr-defined]
             email=getattr(body, "email", None),
+        )
+
+    @router.delete(
+        "/users/me",
+        name="postkit:delete_me",
+        status_code=status.HTTP_204_NO_CONTENT,
+        responses=error_responses(401, 403, 409, 413, 422, 429),
+    )
+    async def delete_me(
+        body: AccountDelete,
+        auth: Annotated[Authenticated, deps.current_auth_param],
+        session: Session,
+        request: Request,
+    ) -> None:
+        """Delete the authenticated account, given its password in `current_password`.
+
+        Its votes are withdrawn (other posts' totals stay exact), its posts are deleted or
+        anonymised (setting `account_deletion_posts`), and every session and token of it ends.
+        A wrong password answers 403 `WRONG_CURRENT_PASSWORD`, under the login throttle (429).
+        A plugin may refuse the deletion (403 or 409, with a code of its own).
+        """
+        await accounts.delete(
+            session,
+            user=auth.user,
+            current_password=body.current_password,
+            address=client_address(request),
+        )
+
+    @router.get(
+        "/users/me/export",
+        name="postkit:export_me",
+        response_class=StreamingResponse,
+        responses={
+            200: {
+                "model": AccountExport,
+                "description": "The account's data, as a JSON attachment",
+                "content": {"application/json": {}},
+            },
+            **error_responses(401),
+        },
+    )
+    async def export_me(
+        user: Annotated[User, deps.current_user_param],
+        # Request-scoped (not the routes' usual function scope): it stays open while the
+        # document streams, after this function has returned.
+        stream_session: Annotated[AsyncSession, Depends(deps.session)],
+    ) -> StreamingResponse:
+        """The authenticated account's profile, posts (drafts included) and votes, as one JSON
+        document, sent as a file download (`Content-Disposition: attachment`)."""
+        return StreamingResponse(
+            accounts.export(stream_session, user=user),
+            media_type="application/json",
+            headers={
+                "Content-Disposition": f'attachment; filename="account-{user.id}-export.json"',
+                "Cache-Control": "no-store",
+            },
         )
 
     @router.get(

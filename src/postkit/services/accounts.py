@@ -1,38 +1,68 @@
-"""Account rules: registration, password login, public profiles, and changes to one's account.
+"""Account rules: registration, password login, public profiles, changes to one's account,
+deactivation, deletion and export.
 
 Every method takes the request's ``AsyncSession`` first and keyword-only arguments after it,
 and commits its own writes. No database transaction is open while a password is hashed.
+
+Deleting an account happens in one transaction: its votes are withdrawn first (so every other
+post's ``vote_count`` stays exact), then its posts are deleted or handed to the ``[deleted]``
+placeholder account (``account_deletion_posts``), then its sessions and refresh tokens go, then
+the account. The placeholder is an ordinary, inactive row of ``postkit_users``, created the first
+time it is needed: anonymised posts keep a real owner, so every read keeps its inner join on the
+owner and its response shape (``owner`` is never null).
 """
 
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import or_, select
+import pydantic_core
+from sqlalchemy import delete, false, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postkit.errors import (
+    AccountInUse,
     EmailChangeUnavailable,
     EmailTaken,
     InvalidCredentials,
+    InvalidToken,
     ServiceBusy,
     UsernameTaken,
     UserNotFound,
     WrongCurrentPassword,
 )
-from postkit.models import MAX_ID, User
+from postkit.models import MAX_ID, Post, User, Vote, utcnow
 from postkit.plugins import HookRunner
 from postkit.security import PasswordHasher
 from postkit.services.account_mail import email_pending, forget_mailed_tokens
 from postkit.services.sessions import Authenticated, IssuedTokens, Sessions
 from postkit.services.throttle import LoginThrottle, throttle_keys
+from postkit.services.votes import Votes
 
 if TYPE_CHECKING:
     from postkit.services.account_mail import AccountMail
 
-__all__ = ["Accounts"]
+__all__ = ["DELETED_USERNAME", "EXPORT_FORMAT_VERSION", "Accounts", "DeletionPosts"]
+
+DeletionPosts = Literal["delete", "anonymize"]
+
+DELETED_USERNAME = "[deleted]"
+"""The username of the placeholder account that owns anonymised posts. No one can register it
+(usernames are letters, digits and underscores) or sign in as it (it is inactive, with no
+usable password)."""
+
+_DELETED_EMAIL = "[deleted]"  # not an email address: registration can never take it
+_UNUSABLE_PASSWORD_HASH = "!"  # noqa: S105 - no scheme recognises it: no password matches
+
+EXPORT_FORMAT_VERSION = 1
+"""The ``format_version`` of ``GET /users/me/export`` documents."""
+
+_EXPORT_PAGE = 500  # rows read per query while an export streams
 
 _GENERATED_USERNAME_TRIES = 5
 
@@ -57,6 +87,9 @@ class Accounts:
     :param hooks: the kit's plugin hooks.
     :param mail: the mailed flows (verification at registration, email change), or ``None``
         when ``email_enabled`` is off.
+    :param votes: withdraws a deleted account's votes.
+    :param deletion_posts: what deleting an account does to its posts
+        (``account_deletion_posts``).
     """
 
     def __init__(
@@ -67,12 +100,16 @@ class Accounts:
         throttle: LoginThrottle,
         hooks: HookRunner,
         mail: AccountMail | None = None,
+        votes: Votes,
+        deletion_posts: DeletionPosts = "delete",
     ) -> None:
         self.passwords = passwords
         self.sessions = sessions
         self.throttle = throttle
         self.hooks = hooks
         self.mail = mail
+        self.votes = votes
+        self.deletion_posts: DeletionPosts = deletion_posts
 
     async def _username_exists(self, session: AsyncSession, username: str) -> bool:
         found = await session.scalar(select(User.id).where(User.username == username))
@@ -146,7 +183,13 @@ class Accounts:
         return (await session.execute(select(User).where(column == key))).scalar_one_or_none()
 
     async def login(
-        self, session: AsyncSession, *, login: str, password: str, address: str
+        self,
+        session: AsyncSession,
+        *,
+        login: str,
+        password: str,
+        address: str,
+        user_agent: str | None = None,
     ) -> tuple[User, IssuedTokens]:
         """Check a password login and open an auth session for it.
 
@@ -160,6 +203,9 @@ class Accounts:
         The budgets are keyed on the account's id when it exists and on the normalised
         identifier when it does not, so its email and username share them; both paths make
         the same queries.
+
+        ``user_agent`` (the client's ``User-Agent``) is kept with the session for the session
+        list.
 
         :raises InvalidCredentials: unknown account, inactive account or wrong password, alike.
         :raises TooManyAttempts: a budget of the account or of the client's network is used up.
@@ -182,7 +228,7 @@ class Accounts:
         if new_hash is not None:
             user.password_hash = new_hash
         await self.throttle.succeeded(session, admission)
-        issued = await self.sessions.start(session, user=user)
+        issued = await self.sessions.start(session, user=user, user_agent=user_agent)
         await self.hooks.notify("after_login", user=user)
         return user, issued
 
@@ -197,6 +243,32 @@ class Accounts:
         if user is None or not user.is_active:
             raise UserNotFound()
         return user
+
+    async def _check_current_password(
+        self, session: AsyncSession, *, user: User, password: str | None, address: str
+    ) -> None:
+        """Check ``user``'s current password under the login throttle's budgets (so a stolen
+        access token cannot be used to guess it) and commit the check's record.
+
+        :raises WrongCurrentPassword: no password, or a wrong one.
+        :raises TooManyAttempts: too many wrong current passwords.
+        :raises ServiceBusy: the password queue is full (nothing is counted).
+        """
+        if password is None:
+            raise WrongCurrentPassword()
+        admission = await self.throttle.admit(
+            session, keys=throttle_keys(subject=_subject(user, user.email), address=address)
+        )
+        try:
+            matches, _ = await self.passwords.verify(password, user.password_hash)
+        except ServiceBusy:
+            await self.throttle.withdraw(session, admission)
+            raise
+        if not matches:
+            await self.throttle.failed(session, admission)
+            raise WrongCurrentPassword()
+        await self.throttle.succeeded(session, admission)
+        await session.commit()  # the check is on record; no transaction open while hashing
 
     async def update(
         self,
@@ -241,21 +313,9 @@ class Accounts:
                 raise EmailChangeUnavailable()
             await self.mail.check_email_free(session, user=user, email=new_email)
         if new_password is not None or new_email is not None:
-            if current_password is None:
-                raise WrongCurrentPassword()
-            admission = await self.throttle.admit(
-                session, keys=throttle_keys(subject=_subject(user, user.email), address=address)
+            await self._check_current_password(
+                session, user=user, password=current_password, address=address
             )
-            try:
-                matches, _ = await self.passwords.verify(current_password, user.password_hash)
-            except ServiceBusy:
-                await self.throttle.withdraw(session, admission)
-                raise
-            if not matches:
-                await self.throttle.failed(session, admission)
-                raise WrongCurrentPassword()
-            await self.throttle.succeeded(session, admission)
-            await session.commit()  # the check is on record; no transaction open while hashing
         if new_password is not None:
             user.password_hash = await self.passwords.hash(new_password)
             await self.throttle.password_changed(session, user_id=user.id)
@@ -276,3 +336,198 @@ class Accounts:
             assert self.mail is not None
             await self.mail.request_email_change(session, user=user, email=new_email)
         return user
+
+    # --- Deactivation ---------------------------------------------------------------------------
+
+    async def _ended_everywhere(self, session: AsyncSession, *, user_id: int, active: bool) -> User:
+        user = await session.get(User, user_id) if 1 <= user_id <= MAX_ID else None
+        if user is None:
+            raise UserNotFound()
+        user.is_active = active
+        # Revokes every session and moves token_version on, committing is_active with them.
+        await self.sessions.end_all(session, user=user)
+        return user
+
+    async def deactivate(self, session: AsyncSession, *, user_id: int) -> User:
+        """Deactivate an account from host code and commit: it can no longer sign in, its
+        profile answers 404, and every session it had is ended for good.
+
+        Setting ``user.is_active = False`` by hand only suspends its tokens, which come back
+        when it is set to ``True`` again. This call also revokes the sessions and moves
+        ``token_version`` on, so no token issued before it ever works again, reactivated or not.
+
+        :raises UserNotFound: no account has this id.
+        """
+        return await self._ended_everywhere(session, user_id=user_id, active=False)
+
+    async def reactivate(self, session: AsyncSession, *, user_id: int) -> User:
+        """Let a deactivated account sign in again, and commit. Only new logins work: tokens
+        from before (even from before a hand-made ``is_active = False``) stay dead.
+
+        :raises UserNotFound: no account has this id.
+        """
+        return await self._ended_everywhere(session, user_id=user_id, active=True)
+
+    # --- Deletion -------------------------------------------------------------------------------
+
+    async def _placeholder_id(self, session: AsyncSession) -> int:
+        """The id of the ``[deleted]`` account, created on first use (race-free: a concurrent
+        creation makes this insert do nothing, and the lookup after it finds that row)."""
+        found = await session.scalar(select(User.id).where(User.username == DELETED_USERNAME))
+        if found is not None:
+            return found
+        insert = (
+            postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        )
+        await session.execute(
+            insert(User)
+            .values(
+                email=_DELETED_EMAIL,
+                username=DELETED_USERNAME,
+                password_hash=_UNUSABLE_PASSWORD_HASH,
+                is_active=False,
+            )
+            .on_conflict_do_nothing()
+        )
+        created: int = (
+            await session.execute(select(User.id).where(User.username == DELETED_USERNAME))
+        ).scalar_one()
+        return created
+
+    async def delete(
+        self, session: AsyncSession, *, user: User, current_password: str, address: str
+    ) -> None:
+        """Delete ``user``'s account after checking their password, in one transaction.
+
+        The password is checked like ``PATCH /users/me``'s current password, under the login
+        throttle. Then, with the account's row locked (so no vote or post of it lands midway):
+        ``before_account_delete`` plugins run (they may refuse, or stage deletions of their
+        own rows in ``session``), the account's votes are withdrawn with their weights, its
+        posts are deleted or anonymised (``account_deletion_posts``), its sessions and refresh
+        tokens are deleted, and the account is deleted. After the commit,
+        ``after_account_delete`` runs.
+
+        :raises WrongCurrentPassword: the password is wrong.
+        :raises TooManyAttempts: too many wrong passwords.
+        :raises AccountInUse: rows of the host still reference the account.
+        :raises PostKitError: whatever a ``before_account_delete`` plugin raises.
+        """
+        await self._check_current_password(
+            session, user=user, password=current_password, address=address
+        )
+
+        user_id, email, username = user.id, user.email, user.username
+        locked = await session.scalar(select(User.id).where(User.id == user_id).with_for_update())
+        if locked is None:
+            raise InvalidToken()  # deleted by a concurrent request: its tokens are gone too
+        await self.hooks.call("before_account_delete", user=user, session=session)
+        await self.votes.withdraw_all(session, user_id=user_id)
+        owned = Post.owner_id == user_id
+        if self.deletion_posts == "anonymize":
+            placeholder = await self._placeholder_id(session)
+            # Drafts were never public: they go. Published posts stay, unchanged but for owner.
+            await session.execute(delete(Post).where(owned, Post.published == false()))
+            await session.execute(
+                update(Post)
+                .where(owned)
+                .values(owner_id=placeholder, updated_at=Post.updated_at)
+                .execution_options(synchronize_session=False)
+            )
+        else:
+            # Votes others cast on them go with them (foreign-key cascade).
+            await session.execute(
+                delete(Post).where(owned).execution_options(synchronize_session=False)
+            )
+        await self.sessions.remove_all(session, user_id=user_id)
+        await session.execute(delete(User).where(User.id == user_id))
+        try:
+            await session.commit()
+        except IntegrityError:
+            await session.rollback()
+            raise AccountInUse() from None
+        await self.hooks.notify(
+            "after_account_delete", user_id=user_id, email=email, username=username
+        )
+
+    # --- Export ---------------------------------------------------------------------------------
+
+    async def export(self, session: AsyncSession, *, user: User) -> AsyncIterator[bytes]:
+        """``user``'s data as one JSON document (the ``AccountExport`` schema), in chunks.
+
+        Posts (drafts included) and votes are read a page at a time, so a large account is
+        never held in memory at once. ``session`` must stay open until the iterator is
+        exhausted. Reads only.
+        """
+        profile = {
+            "id": user.id,
+            "username": user.username,
+            "email": user.email,
+            "created_at": user.created_at,
+        }
+        yield (
+            b'{"format_version":'
+            + pydantic_core.to_json(EXPORT_FORMAT_VERSION)
+            + b',"exported_at":'
+            + pydantic_core.to_json(utcnow())
+            + b',"profile":'
+            + pydantic_core.to_json(profile)
+            + b',"posts":['
+        )
+        after = 0
+        separator = b""
+        while True:
+            posts = (
+                await session.execute(
+                    select(
+                        Post.id,
+                        Post.title,
+                        Post.content,
+                        Post.published,
+                        Post.created_at,
+                        Post.updated_at,
+                        Post.vote_count,
+                    )
+                    .where(Post.owner_id == user.id, Post.id > after)
+                    .order_by(Post.id)
+                    .limit(_EXPORT_PAGE)
+                )
+            ).all()
+            for post in posts:
+                item = {
+                    "id": post.id,
+                    "title": post.title,
+                    "content": post.content,
+                    "published": post.published,
+                    "created_at": post.created_at,
+                    "updated_at": post.updated_at,
+                    "votes": post.vote_count,
+                }
+                yield separator + pydantic_core.to_json(item)
+                separator = b","
+            if len(posts) < _EXPORT_PAGE:
+                break
+            after = posts[-1].id
+        yield b'],"votes":['
+        after = 0
+        separator = b""
+        while True:
+            votes = (
+                await session.execute(
+                    select(Vote.post_id, Vote.weight, Vote.created_at)
+                    .where(Vote.user_id == user.id, Vote.post_id > after)
+                    .order_by(Vote.post_id)
+                    .limit(_EXPORT_PAGE)
+                )
+            ).all()
+            for vote in votes:
+                item = {
+                    "post_id": vote.post_id,
+                    "weight": vote.weight,
+                    "created_at": vote.created_at,
+                }
+                yield separator + pydantic_core.to_json(item)
+                separator = b","
+            if len(votes) < _EXPORT_PAGE:
+                break
+            after = votes[-1].post_id
+        yield b"]}"

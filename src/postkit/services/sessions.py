@@ -3,6 +3,13 @@
 A login opens an auth session; its access tokens name it (``sid``) and its refresh tokens belong
 to it. Revoking the session (logout) ends both at once, in every worker, on the very next
 request: :meth:`Sessions.authenticate` checks the session with every access token.
+
+A session also has a maximum lifetime (``session_max_lifetime``) counted from the login: past
+it, refreshing fails and its access tokens stop working, however often it was refreshed. The
+check rides on the same query as the revocation check, so it costs nothing extra.
+
+``last_used_at`` moves at login and at each refresh, never on an access-token use: reads stay
+free of writes, and a session is seen in use at least once per access-token lifetime.
 """
 
 from __future__ import annotations
@@ -13,8 +20,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import CursorResult, Select, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from postkit.errors import InvalidRefreshToken, InvalidToken
-from postkit.models import AuthSession, RefreshToken, User, utcnow
+from postkit.errors import InvalidRefreshToken, InvalidToken, SessionNotFound
+from postkit.models import USER_AGENT_MAX_LENGTH, AuthSession, RefreshToken, User, utcnow
 from postkit.security import (
     AccessClaims,
     TokenCodec,
@@ -24,7 +31,9 @@ from postkit.security import (
     new_session_id,
 )
 
-__all__ = ["Authenticated", "IssuedTokens", "Sessions"]
+__all__ = ["Authenticated", "IssuedTokens", "SessionInfo", "Sessions"]
+
+DEFAULT_MAX_LIFETIME = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,17 @@ class IssuedTokens:
 
 
 @dataclass(frozen=True)
+class SessionInfo:
+    """One live auth session of an account, as ``GET /sessions`` lists it."""
+
+    id: str
+    created_at: datetime
+    last_used_at: datetime | None
+    user_agent: str | None
+    current: bool
+
+
+@dataclass(frozen=True)
 class Authenticated:
     """The user behind a valid access token, with the token's claims (its auth session id)."""
 
@@ -45,14 +65,15 @@ class Authenticated:
     claims: AccessClaims
 
 
-def _token_owner_statement() -> Select[User, datetime | None]:
-    """The user and their auth session's revocation time, for a token's ``sub`` and ``sid``.
+def _token_owner_statement() -> Select[User, datetime | None, datetime]:
+    """The user and their auth session's revocation and start times, for a token's ``sub`` and
+    ``sid``.
 
     Built once per :class:`Sessions` with bound parameters: constructing the statement on every
     request was about a tenth of a request's CPU time (benchmark profile).
     """
     return (
-        select(User, AuthSession.revoked_at)
+        select(User, AuthSession.revoked_at, AuthSession.created_at)
         .join(AuthSession, AuthSession.user_id == User.id)
         .where(User.id == bindparam("user_id"), AuthSession.id == bindparam("session_id"))
     )
@@ -63,18 +84,31 @@ class Sessions:
 
     :param tokens: signs and verifies access tokens.
     :param refresh_ttl: how long a refresh token stays usable (``refresh_token_ttl``).
+    :param max_lifetime: how long a login lasts at most, refreshed or not
+        (``session_max_lifetime``).
     """
 
-    def __init__(self, tokens: TokenCodec, *, refresh_ttl: timedelta) -> None:
+    def __init__(
+        self,
+        tokens: TokenCodec,
+        *,
+        refresh_ttl: timedelta,
+        max_lifetime: timedelta = DEFAULT_MAX_LIFETIME,
+    ) -> None:
         self.tokens = tokens
         self.refresh_ttl = refresh_ttl
+        self.max_lifetime = max_lifetime
         self._token_owner = _token_owner_statement()
+
+    def _expired(self, created_at: datetime, now: datetime) -> bool:
+        return created_at + self.max_lifetime <= now
 
     async def authenticate(self, session: AsyncSession, token: str) -> Authenticated:
         """The active user a valid access token belongs to.
 
-        Besides the signature and claims, the token's auth session must exist and not be revoked
-        (logout), and its ``ver`` must match the user's ``token_version`` (logout everywhere).
+        Besides the signature and claims, the token's auth session must exist, not be revoked
+        (logout) and be younger than ``max_lifetime``, and its ``ver`` must match the user's
+        ``token_version`` (logout everywhere, deactivation).
 
         :raises InvalidToken: for every reason a token fails, alike.
         """
@@ -90,23 +124,27 @@ class Sessions:
         ).first()
         if row is None:
             raise InvalidToken()
-        user, revoked_at = row
+        user, revoked_at, created_at = row
         if (
             revoked_at is not None
+            or self._expired(created_at, utcnow())
             or not user.is_active
             or user.token_version != claims.token_version
         ):
             raise InvalidToken()
         return Authenticated(user=user, claims=claims)
 
-    def _add_refresh_token(self, session: AsyncSession, *, session_id: str, now: datetime) -> str:
+    def _add_refresh_token(
+        self, session: AsyncSession, *, session_id: str, started_at: datetime, now: datetime
+    ) -> str:
         token = new_refresh_token()
         session.add(
             RefreshToken(
                 token_hash=hash_refresh_token(token),
                 session_id=session_id,
                 created_at=now,
-                expires_at=now + self.refresh_ttl,
+                # Never outlives its session.
+                expires_at=min(now + self.refresh_ttl, started_at + self.max_lifetime),
             )
         )
         return token
@@ -117,11 +155,16 @@ class Sessions:
         )
         return IssuedTokens(access_token, expires_in, refresh_token, session_id)
 
-    async def start(self, session: AsyncSession, *, user: User) -> IssuedTokens:
+    async def start(
+        self, session: AsyncSession, *, user: User, user_agent: str | None = None
+    ) -> IssuedTokens:
         """Open an auth session for ``user`` (a login) with its first refresh token, and commit
         (with whatever the caller staged before).
 
-        Also prunes this user's expired refresh tokens and long-revoked sessions.
+        :param user_agent: the client's ``User-Agent``, kept (cut to 255 characters) for the
+            session list.
+
+        Also prunes this user's expired refresh tokens and long-ended sessions.
         """
         now = utcnow()
         await session.execute(
@@ -135,13 +178,25 @@ class Sessions:
         forgotten_after = self.tokens.access_ttl + timedelta(seconds=self.tokens.leeway)
         await session.execute(
             delete(AuthSession).where(
-                AuthSession.user_id == user.id, AuthSession.revoked_at < now - forgotten_after
+                AuthSession.user_id == user.id,
+                (AuthSession.revoked_at < now - forgotten_after)
+                | (AuthSession.created_at < now - self.max_lifetime - forgotten_after),
             )
         )
         session_id = new_session_id()
-        session.add(AuthSession(id=session_id, user_id=user.id, created_at=now))
+        session.add(
+            AuthSession(
+                id=session_id,
+                user_id=user.id,
+                created_at=now,
+                last_used_at=now,
+                user_agent=_clean_user_agent(user_agent),
+            )
+        )
         await session.flush()
-        refresh_token = self._add_refresh_token(session, session_id=session_id, now=now)
+        refresh_token = self._add_refresh_token(
+            session, session_id=session_id, started_at=now, now=now
+        )
         await session.commit()
         return self._issue(user, session_id, refresh_token)
 
@@ -154,6 +209,8 @@ class Sessions:
         requests presenting it at once, exactly one updates the row. Presenting a spent token
         again (replay by a thief, or by the victim after the thief refreshed first) revokes the
         whole auth session, so every refresh token and access token of that login stops working.
+        A session past ``max_lifetime`` is revoked too. A successful refresh sets the session's
+        ``last_used_at``.
 
         :raises InvalidRefreshToken: for every refused token, alike.
         """
@@ -172,6 +229,10 @@ class Sessions:
         now = utcnow()
         if auth_session.revoked_at is not None or not user.is_active:
             raise InvalidRefreshToken()
+        if self._expired(auth_session.created_at, now):
+            auth_session.revoked_at = now
+            await session.commit()  # the session counts as ended from now on
+            raise InvalidRefreshToken()
         spent: CursorResult[tuple[()]] = await session.execute(  # type: ignore[assignment]
             update(RefreshToken)
             .where(RefreshToken.token_hash == digest, RefreshToken.used_at.is_(None))
@@ -188,7 +249,10 @@ class Sessions:
         if stored.expires_at <= now:
             await session.commit()  # spent all the same: an expired token never comes back
             raise InvalidRefreshToken()
-        new_token = self._add_refresh_token(session, session_id=auth_session.id, now=now)
+        new_token = self._add_refresh_token(
+            session, session_id=auth_session.id, started_at=auth_session.created_at, now=now
+        )
+        auth_session.last_used_at = now
         await session.commit()
         return user, self._issue(user, auth_session.id, new_token)
 
@@ -237,3 +301,71 @@ class Sessions:
             .values(revoked_at=utcnow())
         )
         return int(result.rowcount)
+
+    async def list_live(
+        self, session: AsyncSession, *, user_id: int, current_session_id: str | None = None
+    ) -> list[SessionInfo]:
+        """The live auth sessions of ``user_id`` (not revoked, within ``max_lifetime``), newest
+        first; ``current`` marks ``current_session_id``. Reads only."""
+        rows = (
+            await session.execute(
+                select(
+                    AuthSession.id,
+                    AuthSession.created_at,
+                    AuthSession.last_used_at,
+                    AuthSession.user_agent,
+                )
+                .where(
+                    AuthSession.user_id == user_id,
+                    AuthSession.revoked_at.is_(None),
+                    AuthSession.created_at > utcnow() - self.max_lifetime,
+                )
+                .order_by(AuthSession.created_at.desc(), AuthSession.id)
+            )
+        ).all()
+        return [
+            SessionInfo(
+                id=row.id,
+                created_at=row.created_at,
+                last_used_at=row.last_used_at,
+                user_agent=row.user_agent,
+                current=row.id == current_session_id,
+            )
+            for row in rows
+        ]
+
+    async def end_own(self, session: AsyncSession, *, user_id: int, session_id: str) -> None:
+        """End one live session of ``user_id`` and commit (``DELETE /sessions/{id}``).
+
+        :raises SessionNotFound: no live session of this user has that id; whether it belongs
+            to someone else is never revealed.
+        """
+        ended: CursorResult[tuple[()]] = await session.execute(  # type: ignore[assignment]
+            update(AuthSession)
+            .where(
+                AuthSession.id == session_id,
+                AuthSession.user_id == user_id,
+                AuthSession.revoked_at.is_(None),
+                AuthSession.created_at > utcnow() - self.max_lifetime,
+            )
+            .values(revoked_at=utcnow())
+        )
+        if ended.rowcount != 1:
+            await session.rollback()
+            raise SessionNotFound()
+        await session.commit()
+
+    async def remove_all(self, session: AsyncSession, *, user_id: int) -> None:
+        """Delete every auth session of ``user_id`` and its refresh tokens (account deletion).
+        Not committed: it goes with the caller's own writes."""
+        owned = select(AuthSession.id).where(AuthSession.user_id == user_id)
+        await session.execute(delete(RefreshToken).where(RefreshToken.session_id.in_(owned)))
+        await session.execute(delete(AuthSession).where(AuthSession.user_id == user_id))
+
+
+def _clean_user_agent(user_agent: str | None) -> str | None:
+    if not user_agent:
+        return None
+    # PostgreSQL text cannot hold NUL; the list shows the first 255 characters.
+    cleaned = user_agent.replace("\x00", "").strip()[:USER_AGENT_MAX_LENGTH]
+    return cleaned or None
