@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from tests.support.api import TEST_SECRET
 from tests.support.api import TestUser as KitUser
-from tests.support.databases import run_sql, table_names
+from tests.support.databases import POSTKIT_HEAD, run_sql, table_names
 from tests.support.paths import EXAMPLE_DIR
 from tests.support.ports import free_port
 from tests.support.servers import clean_env, live_process
@@ -210,7 +210,7 @@ def test_migrations_compose_postkit_and_the_app(
     )
     # One version table for the composed history: the app's head (which depends on
     # postkit_0001) and postkit's own head.
-    assert versions(empty_database_url) == {"socialapp_0001", "postkit_0002"}
+    assert versions(empty_database_url) == {"socialapp_0001", POSTKIT_HEAD}
 
     async def check() -> None:
         from postkit.migrations import run_alembic
@@ -225,7 +225,7 @@ def test_migrations_compose_postkit_and_the_app(
     tables = table_names(empty_database_url)
     assert "socialapp_bookmarks" not in tables
     assert "postkit_users" in tables
-    assert versions(empty_database_url) == {"postkit_0002"}
+    assert versions(empty_database_url) == {POSTKIT_HEAD}
     migrate.migrate(empty_database_url)
     assert "socialapp_bookmarks" in table_names(empty_database_url)
 
@@ -241,7 +241,7 @@ def test_the_app_adopts_a_database_postkit_migrated_on_its_own(
     tables = table_names(empty_database_url)
     assert {"postkit_users", "socialapp_bookmarks"} <= tables
     assert VERSION_TABLE not in tables
-    assert versions(empty_database_url) == {"socialapp_0001", "postkit_0002"}
+    assert versions(empty_database_url) == {"socialapp_0001", POSTKIT_HEAD}
 
 
 def versions(url: str) -> set[str]:
@@ -396,4 +396,4 @@ def test_alembic_command_line_uses_the_composed_history(empty_database_url: str)
     assert "No new upgrade operations detected" in alembic("check")
     heads = alembic("heads")
     assert "socialapp_0001 (socialapp) (head)" in heads
-    assert "postkit_0002 (postkit) (head)" in heads
+    assert f"{POSTKIT_HEAD} (postkit) (head)" in heads

@@ -15,6 +15,7 @@ from postkit import __version__
 from postkit.cli import EXIT_FAILURE, EXIT_USAGE, main
 from postkit.migrations import VERSION_TABLE, upgrade
 from tests.support.databases import (
+    POSTKIT_HEAD,
     POSTKIT_TABLES,
     postgres_server_url,
     require_postgres,
@@ -77,12 +78,12 @@ def test_upgrade_current_check_downgrade_as_a_process(empty_database_url, tmp_pa
     upgraded = postkit("db", "upgrade", cwd=tmp_path, env=env)
     assert upgraded.returncode == 0, upgraded.stderr
     assert "Running upgrade  -> postkit_0001" in upgraded.stderr
-    assert "Current revision: postkit_0002 (head)" in upgraded.stdout
+    assert f"Current revision: {POSTKIT_HEAD} (head)" in upgraded.stdout
     assert set(POSTKIT_TABLES) <= table_names(empty_database_url)
 
     current = postkit("db", "current", cwd=tmp_path, env=env)
     assert current.returncode == 0, current.stderr
-    assert current.stdout.strip() == "postkit_0002 (head)"
+    assert current.stdout.strip() == f"{POSTKIT_HEAD} (head)"
 
     checked = postkit("db", "check", cwd=tmp_path, env=env)
     assert checked.returncode == 0, checked.stderr
@@ -168,7 +169,7 @@ def test_history_lists_postkits_revisions(isolated, capsys):
     assert main(["db", "history"]) == 0
     out = capsys.readouterr().out
     assert "<base> -> postkit_0001 (postkit)" in out
-    assert "postkit_0001 -> postkit_0002 (postkit) (head)" in out
+    assert f"-> {POSTKIT_HEAD} (postkit) (head)" in out
 
 
 def test_current_on_an_empty_database(empty_database_url, capsys):
@@ -241,10 +242,12 @@ def test_unknown_revision(empty_database_url, capsys):
 def test_downgrade_one_step_relative(empty_database_url, capsys):
     upgrade(empty_database_url)
     assert main(["db", "downgrade", "-1", "--database-url", empty_database_url]) == 0
-    tables = table_names(empty_database_url)
-    assert "postkit_rate_limits" not in tables  # postkit_0002 undone, postkit_0001 kept
-    assert set(POSTKIT_TABLES) - {"postkit_rate_limits"} <= tables
-    assert main(["db", "downgrade", "-1", "--database-url", empty_database_url]) == 0
+    # One step: the head is undone, the revision before it is where the database stands.
+    recorded = run_sql(empty_database_url, f"SELECT version_num FROM {VERSION_TABLE}")
+    assert len(recorded) == 1
+    assert recorded[0][0] != POSTKIT_HEAD
+    assert "postkit_users" in table_names(empty_database_url)
+    assert main(["db", "downgrade", "base", "--database-url", empty_database_url]) == 0
     assert not set(POSTKIT_TABLES) & table_names(empty_database_url)
 
 

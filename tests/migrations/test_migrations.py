@@ -38,6 +38,8 @@ from postkit.migrations import (
     upgrade_async,
 )
 from tests.support.databases import (
+    POSTKIT_HEAD,
+    POSTKIT_REVISIONS,
     POSTKIT_TABLES,
     create_postgres_database,
     drop_postgres_database,
@@ -174,7 +176,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "postkit_9998"
-down_revision = "postkit_0002"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -195,7 +197,7 @@ ORPHAN_REVISION = """
 from alembic import op
 
 revision = "postkit_9997"
-down_revision = "postkit_0002"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -212,7 +214,7 @@ def downgrade():
 def with_extra_revision(url: str, tmp_path: Path, source: str) -> Config:
     release = tmp_path / "release"
     release.mkdir()
-    (release / "postkit_9990_extra.py").write_text(source)
+    (release / "postkit_9990_extra.py").write_text(source.replace("{head}", POSTKIT_HEAD))
     config = alembic_config(url)
     config.set_main_option("version_locations", f"{VERSIONS_DIR} {release}")
     return config
@@ -253,7 +255,7 @@ def test_rebuilding_a_referenced_table_keeps_the_rows_that_reference_it(
     assert row_counts(empty_database_url) == [1, 1, 1]
 
     asyncio.run(run_alembic(empty_database_url, command.downgrade, "-1", config=config))
-    assert recorded_revisions(empty_database_url) == ["postkit_0002"]
+    assert recorded_revisions(empty_database_url) == [POSTKIT_HEAD]
     assert row_counts(empty_database_url) == [1, 1, 1]
     check(empty_database_url)
 
@@ -264,7 +266,7 @@ def test_a_migration_that_breaks_references_is_rolled_back(empty_database_url, t
     # PostgreSQL refuses the row at once; SQLite's check after the migration refuses it.
     with pytest.raises((CommandError, IntegrityError), match=r"(?i)foreign key"):
         asyncio.run(run_alembic(empty_database_url, command.upgrade, "heads", config=config))
-    assert recorded_revisions(empty_database_url) == ["postkit_0002"]
+    assert recorded_revisions(empty_database_url) == [POSTKIT_HEAD]
     assert run_sql(empty_database_url, "SELECT count(*) FROM postkit_posts") == [(0,)]
 
 
@@ -322,7 +324,7 @@ def test_six_concurrent_upgrades_of_a_fresh_postgres_database(tmp_path):
         outcomes = upgrade_concurrently(url, tmp_path)
         for status, out, err in outcomes:
             assert status == 0, err
-            assert "Current revision: postkit_0002 (head)" in out
+            assert f"Current revision: {POSTKIT_HEAD} (head)" in out
         # Exactly one process ran the migration; the others found it done.
         ran = [err for _status, _out, err in outcomes if "Running upgrade" in err]
         assert len(ran) == 1
@@ -390,7 +392,7 @@ def test_concurrent_upgrades_through_pgbouncer_transaction_mode(pgbouncer_url, t
     """The advisory lock is transaction-scoped and statements are not cached: both survive it."""
     for status, out, err in upgrade_concurrently(pgbouncer_url, tmp_path):
         assert status == 0, err
-        assert "Current revision: postkit_0002 (head)" in out
+        assert f"Current revision: {POSTKIT_HEAD} (head)" in out
     check(pgbouncer_url)
     downgrade(pgbouncer_url, "base")
     assert table_names(pgbouncer_url) <= {VERSION_TABLE}
@@ -542,8 +544,8 @@ def test_host_history_upgrades_checks_and_downgrades(empty_database_url, monkeyp
     tables = table_names(empty_database_url)
     assert {*POSTKIT_TABLES, HOST_TABLE, "alembic_version"} <= tables
     assert VERSION_TABLE not in tables  # the host's one version table holds both branches
-    # host_0001 depends on postkit_0001; postkit_0002 came later, so both branches have a head.
-    assert sorted(recorded(empty_database_url, "alembic_version")) == ["host_0001", "postkit_0002"]
+    # host_0001 depends on postkit_0001; postkit moved on since, so both branches have a head.
+    assert sorted(recorded(empty_database_url, "alembic_version")) == ["host_0001", POSTKIT_HEAD]
 
     command.check(config)  # both metadata objects match the composed history
 
@@ -589,11 +591,8 @@ def test_host_can_point_at_postkits_versions_by_path(empty_database_url, monkeyp
     config.set_main_option(
         "version_locations", f"{HOSTAPP / 'migrations' / 'versions'} {VERSIONS_DIR}"
     )
-    assert {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()} == {
-        "host_0001",
-        "postkit_0001",
-        "postkit_0002",
-    }
+    revisions = {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
+    assert revisions == {"host_0001", *POSTKIT_REVISIONS}
     command.upgrade(config, "heads")
     assert {*POSTKIT_TABLES, HOST_TABLE} <= table_names(empty_database_url)
 
@@ -617,14 +616,14 @@ def test_host_history_with_the_alembic_command(empty_database_url, tmp_path):
     assert heads.returncode == 0, heads.stderr
     assert "host_0001 (host) (head)" in heads.stdout
     # host_0001 depends on postkit_0001; postkit's own branch has moved on since.
-    assert "postkit_0002 (postkit) (head)" in heads.stdout
+    assert f"{POSTKIT_HEAD} (postkit) (head)" in heads.stdout
 
     upgraded = alembic("upgrade", "heads")
     assert upgraded.returncode == 0, upgraded.stderr
     current = alembic("current")
     assert current.returncode == 0, current.stderr
     lines = set(current.stdout.strip().splitlines())
-    assert lines == {"postkit_0002 (head)", "host_0001 (head)"}
+    assert lines == {f"{POSTKIT_HEAD} (head)", "host_0001 (head)"}
     assert {*POSTKIT_TABLES, HOST_TABLE} <= table_names(empty_database_url)
 
 
@@ -633,7 +632,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "postkit_9999"
-down_revision = "postkit_0002"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -655,7 +654,7 @@ def test_host_picks_up_a_later_postkit_revision(empty_database_url, monkeypatch,
 
     release = tmp_path / "future_versions"
     release.mkdir()
-    (release / "postkit_9999_future.py").write_text(FUTURE_REVISION)
+    (release / "postkit_9999_future.py").write_text(FUTURE_REVISION.replace("{head}", POSTKIT_HEAD))
     locations = config.get_main_option("version_locations")
     config.set_main_option("version_locations", f"{locations} {release}")
 
@@ -684,7 +683,7 @@ async def test_host_migrates_from_code_under_postkits_lock(empty_database_url):
         await engine.dispose()
     assert {*POSTKIT_TABLES, HOST_TABLE, "alembic_version"} <= names
     assert VERSION_TABLE not in names
-    assert sorted(row[0] for row in versions) == ["host_0001", "postkit_0002"]
+    assert sorted(row[0] for row in versions) == ["host_0001", POSTKIT_HEAD]
 
 
 def test_host_adopts_a_database_postkit_migrated_on_its_own(empty_database_url):
@@ -702,19 +701,13 @@ def test_host_adopts_a_database_postkit_migrated_on_its_own(empty_database_url):
     tables = table_names(empty_database_url)
     assert {*POSTKIT_TABLES, HOST_TABLE, "alembic_version"} <= tables
     assert VERSION_TABLE not in tables
-    assert sorted(recorded(empty_database_url, "alembic_version")) == [
-        "host_0001",
-        "postkit_0002",
-    ]
+    assert sorted(recorded(empty_database_url, "alembic_version")) == ["host_0001", POSTKIT_HEAD]
     assert run_sql(empty_database_url, "SELECT username FROM postkit_users") == [("kept",)]
 
     asyncio.run(
         host_migrate(empty_database_url)
     )  # a second worker, or the next release: nothing to do
-    assert sorted(recorded(empty_database_url, "alembic_version")) == [
-        "host_0001",
-        "postkit_0002",
-    ]
+    assert sorted(recorded(empty_database_url, "alembic_version")) == ["host_0001", POSTKIT_HEAD]
 
 
 # --- docs/examples/migrations_*.py ----------------------------------------------------------------

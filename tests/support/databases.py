@@ -169,3 +169,18 @@ def run_sql(url: str, *statements: str) -> list[Any]:
         return rows
 
     return asyncio.run(run())
+
+
+def _postkit_scripts() -> Any:
+    from alembic.script import ScriptDirectory
+
+    from postkit.migrations.runner import alembic_config
+
+    return ScriptDirectory.from_config(alembic_config())
+
+
+POSTKIT_HEAD: str = _postkit_scripts().get_current_head()
+"""postkit's head revision, read from its migration scripts: tests compare with it rather than
+with a revision id that the next migration would make stale."""
+POSTKIT_REVISIONS = frozenset(script.revision for script in _postkit_scripts().walk_revisions())
+"""Every revision postkit ships."""
