@@ -27,7 +27,7 @@ from postkit.migrations import (
     upgrade_composed,
     upgrade_composed_async,
 )
-from tests.support.databases import POSTKIT_TABLES, run_sql, table_names
+from tests.support.databases import POSTKIT_HEAD, POSTKIT_TABLES, run_sql, table_names
 from tests.support.paths import DOCS_EXAMPLES
 from tests.support.servers import clean_env
 
@@ -140,8 +140,8 @@ def assert_at_heads(url: str, *, user: bool, note: bool) -> None:
     tables = table_names(url)
     assert VERSION_TABLE not in tables  # adopted or never there: one history governs
     assert {*POSTKIT_TABLES, HOST_TABLE, "alembic_version"} <= tables
-    # postkit_0001 is implied by notes_0002's depends_on, so only the host's head is recorded.
-    assert recorded(url) == ["notes_0002"]
+    # notes_0002 depends on postkit_0001 only; postkit's own branch has its head recorded too.
+    assert recorded(url) == sorted(["notes_0002", POSTKIT_HEAD])
     users = run_sql(url, "SELECT username FROM postkit_users")
     assert users == ([("kept",)] if user else [])
     notes = run_sql(url, "SELECT title, author_id FROM notes")
@@ -165,18 +165,18 @@ def test_every_starting_state_reaches_the_heads(empty_database_url, monkeypatch,
 
     # The host's branch goes down on its own, a step at a time; postkit's tables and rows stay.
     host_alembic(url, command.downgrade, "notes@-1")
-    assert recorded(url) == ["notes_0001", "postkit_0001"]
+    assert recorded(url) == sorted(["notes_0001", POSTKIT_HEAD])
     with pytest.raises(Exception, match="author_id"):
         run_sql(url, "SELECT author_id FROM notes")
     host_alembic(url, command.downgrade, "notes@base")
     tables = table_names(url)
     assert HOST_TABLE not in tables
     assert set(POSTKIT_TABLES) <= tables
-    assert recorded(url) == ["postkit_0001"]
+    assert recorded(url) == [POSTKIT_HEAD]
     assert len(run_sql(url, "SELECT id FROM postkit_users")) == int(had_user)
 
     way(url, monkeypatch)  # and back up again
-    assert recorded(url) == ["notes_0002"]
+    assert recorded(url) == sorted(["notes_0002", POSTKIT_HEAD])
 
 
 def test_the_adopted_foreign_key_holds(empty_database_url):
@@ -202,7 +202,7 @@ def test_adoption_needs_postkits_revisions_in_the_history(empty_database_url, tm
     config.set_main_option("version_locations", str(tmp_path))
     with pytest.raises(CommandError, match="version_locations"):
         upgrade_composed(config, url=url)
-    assert recorded(url, VERSION_TABLE) == ["postkit_0001"]
+    assert recorded(url, VERSION_TABLE) == [POSTKIT_HEAD]
 
 
 async def test_the_one_call_refuses_to_nest_a_loop(empty_database_url):
@@ -234,7 +234,7 @@ def test_alembic_upgrade_heads_adopts_an_auto_migrated_database(empty_database_u
     assert upgraded.returncode == 0, upgraded.stderr
     current = alembic_cli(HOST, url, "current")
     assert current.returncode == 0, current.stderr
-    assert set(current.stdout.split("\n")) >= {"notes_0002 (head)", "postkit_0001 (effective head)"}
+    assert set(current.stdout.split("\n")) >= {"notes_0002 (head)", f"{POSTKIT_HEAD} (head)"}
     assert_at_heads(url, user=True, note=True)
 
 
@@ -323,10 +323,10 @@ def test_new_revisions_in_a_composed_history(empty_database_url, tmp_path):
     assert "postkit_" not in source
     applied = alembic_cli(host, url, "upgrade", "heads")
     assert applied.returncode == 0, applied.stderr
-    assert recorded(url) == ["notes_0003"]
+    assert recorded(url) == sorted(["notes_0003", POSTKIT_HEAD])
     reverted = alembic_cli(host, url, "downgrade", "notes@-1")
     assert reverted.returncode == 0, reverted.stderr
-    assert recorded(url) == ["notes_0002"]
+    assert recorded(url) == sorted(["notes_0002", POSTKIT_HEAD])
     assert run_sql(url, "SELECT username FROM postkit_users") == [("kept",)]
 
 

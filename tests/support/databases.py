@@ -179,6 +179,18 @@ def _postkit_scripts() -> Any:
     return ScriptDirectory.from_config(alembic_config())
 
 
+INITIAL_TABLES = frozenset(
+    {
+        "postkit_login_attempts",
+        "postkit_refresh_tokens",
+        "postkit_auth_sessions",
+        "postkit_votes",
+        "postkit_posts",
+        "postkit_users",
+    }
+)
+"""The tables of postkit's first revision, postkit_0001 (later revisions add the others)."""
+
 POSTKIT_HEAD: str = _postkit_scripts().get_current_head()
 """postkit's head revision, read from its migration scripts: tests compare with it rather than
 with a revision id that the next migration would make stale."""
