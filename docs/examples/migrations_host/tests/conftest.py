@@ -1,7 +1,6 @@
 """The notes app's tests: postkit.testing builds the databases, the app and its clients."""
 
 import pytest
-
 from notesapp.app import create_app
 
 pytest_plugins = ["postkit.testing"]

@@ -1,8 +1,7 @@
 """The notes app through HTTP, on a database migrated with the app's composed history."""
 
-from sqlalchemy import select
-
 from notesapp.models import Note
+from sqlalchemy import select
 
 
 async def test_a_note_belongs_to_its_author(postkit_client, postkit_make_user, postkit_act_as):
@@ -30,7 +29,7 @@ async def test_every_test_starts_empty(postkit_kit):
 
 
 async def test_logging_in_through_http(postkit_client, postkit_make_user, postkit_login):
-    linus = await postkit_make_user(email="linus@example.com", password="a long password")
+    linus = await postkit_make_user(email="linus@example.com")
     headers = await postkit_login(linus)  # POST /api/login with the email and password
 
     me = await postkit_client.get("/api/users/me", headers=headers)
