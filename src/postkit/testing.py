@@ -415,9 +415,12 @@ def postkit_app(postkit_app_factory: AppFactory, postkit_settings: PostKitSettin
 def postkit_kit(postkit_app: FastAPI) -> PostKit:
     """The app's kit: its services (``kit.accounts``, ``kit.posts``...) and its database."""
     try:
-        return find_kit(postkit_app)
+        kit = find_kit(postkit_app)
     except LookupError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        problem = str(exc)
+    else:
+        return kit
+    pytest.fail(problem, pytrace=False)
 
 
 @pytest_asyncio.fixture
