@@ -109,9 +109,7 @@ def test_settings_are_for_tests(postkit_settings, postkit_backend, postkit_datab
 def small_host(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(SMALL_HOST_CONFTEST)
     pytester.makepyfile(test_host=SMALL_HOST_TESTS)
-    pytester.makeini(
-        "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
-    )
+    pytester.makeini(INI)
 
 
 def notes_host(pytester: pytest.Pytester) -> None:
