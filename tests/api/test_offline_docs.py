@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,6 +13,7 @@ from fastapi import FastAPI
 from postkit import PostKit, PostKitSettings
 from postkit.docs import serve_offline_docs
 from tests.support.api import TEST_SECRET
+from tests.support.examples import load_example
 
 
 def postkit_app(**fastapi_options: object) -> FastAPI:
@@ -115,3 +117,15 @@ def test_without_the_bundle_the_error_names_the_extra(monkeypatch: pytest.Monkey
 def test_an_app_without_a_schema_is_refused() -> None:
     with pytest.raises(ValueError, match="no OpenAPI schema"):
         serve_offline_docs(FastAPI(openapi_url=None))
+
+
+async def test_the_getting_started_sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the sample's SQLite file would go here (it is never opened)
+    app = load_example("offline_docs_app").app
+    async with http(app) as client:
+        page = await client.get("/docs")
+        assert page.status_code == 200
+        assert not re.search(r"https?://", page.text)
+        for url in references(page.text):
+            assert (await client.get(url)).status_code == 200, url
+        assert (await client.get("/redoc")).status_code == 404
