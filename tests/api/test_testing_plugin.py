@@ -253,6 +253,29 @@ def test_overriding_the_settings(
     assert outcomes(pytester.runpytest("test_public.py")) == {"failed": 1}
 
 
+def test_strict_asyncio_mode_with_marked_tests(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(POSTGRES_ENV, raising=False)
+    small_host(pytester)
+    pytester.makeini(
+        "[pytest]\nasyncio_mode = strict\nasyncio_default_fixture_loop_scope = function\n"
+    )
+    (pytester.path / "test_host.py").unlink()
+    pytester.makepyfile(
+        test_strict="""
+        import pytest
+
+        @pytest.mark.asyncio
+        async def test_marked(postkit_make_user, postkit_auth_client):
+            client = await postkit_auth_client((await postkit_make_user(username="sam")).user)
+            assert (await client.get("/v1/stats")).json() == {"users": 1, "me": "sam"}
+        """
+    )
+    result = pytester.runpytest()
+    assert outcomes(result) == {"passed": 1}, result.stdout.str()
+
+
 # --- The notes app: a host whose own history predates postkit ----------------------------------
 
 
