@@ -11,10 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
-from fastapi.responses import HTMLResponse, JSONResponse
-from fastapi.staticfiles import StaticFiles
-from openapi_ui_bundles import swagger_ui
+from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,10 +21,9 @@ from app.migrate import describe_database, migrate_async
 from app.plugin import CommunityRules
 from app.settings import AppSettings
 from postkit import PostKit
+from postkit.docs import serve_offline_docs
 
 logger = logging.getLogger("socialapp")
-
-SWAGGER_STATIC = "/static/swagger-ui"
 
 
 def create_app(settings: AppSettings | None = None) -> FastAPI:
@@ -57,36 +53,15 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         title="socialapp",
         summary="The postkit reference app: accounts, posts, votes and bookmarks.",
         lifespan=lifespan,
-        docs_url=None,  # served below from local files, so /docs works without internet
-        redoc_url=None,
+        redoc_url=None,  # ReDoc would load its script from a CDN
     )
     app.state.kit = kit
     app.state.settings = settings
-    app.mount(SWAGGER_STATIC, StaticFiles(directory=swagger_ui.static_path), name="swagger-ui")
-    _add_docs_routes(app)
+    serve_offline_docs(app)  # /docs from installed files, so it works without internet
     app.include_router(kit.router)
     app.include_router(get_bookmarks_router(kit))
     _add_health_route(app, kit)
     return app
-
-
-def _add_docs_routes(app: FastAPI) -> None:
-    redirect_url = "/docs/oauth2-redirect"
-
-    @app.get("/docs", include_in_schema=False)
-    async def swagger_ui_page() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json",
-            title=f"{app.title} - API",
-            swagger_js_url=f"{SWAGGER_STATIC}/swagger-ui-bundle.js",
-            swagger_css_url=f"{SWAGGER_STATIC}/swagger-ui.css",
-            swagger_favicon_url=f"{SWAGGER_STATIC}/favicon-32x32.png",
-            oauth2_redirect_url=redirect_url,
-        )
-
-    @app.get(redirect_url, include_in_schema=False)
-    async def swagger_ui_redirect() -> HTMLResponse:
-        return get_swagger_ui_oauth2_redirect_html()
 
 
 def _add_health_route(app: FastAPI, kit: PostKit) -> None:
