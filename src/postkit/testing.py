@@ -23,9 +23,8 @@ What it provides (see ``docs/testing.md`` for the reference table):
   an ``httpx.AsyncClient`` with the app's lifespan running, a user factory, a login through
   HTTP, and real access tokens for a user without a login.
 
-Mail: an outbox fixture (reading what the app sent) belongs here once postkit ships its
-in-memory outbox; until then a host that sends mail wires its own test mailer through its
-``postkit_app_factory`` override.
+Mail: ``postkit_outbox`` swaps the kit's mailer for a :class:`~postkit.mail.MemoryOutbox`, so
+a test reads what the app sent (``await postkit_outbox.wait_for(1)``) instead of sending it.
 
 The async fixtures need pytest-asyncio (``pip install "fastapi-postkit[testing]"``); mark the
 tests ``@pytest.mark.asyncio`` or set ``asyncio_mode = "auto"``.
@@ -56,6 +55,7 @@ from sqlalchemy.engine import make_url
 
 from postkit.dependencies import LOGIN_ROUTE_NAME
 from postkit.kit import PostKit
+from postkit.mail import MemoryOutbox
 from postkit.models import User
 from postkit.settings import PostKitSettings
 
@@ -421,6 +421,16 @@ def postkit_kit(postkit_app: FastAPI) -> PostKit:
     else:
         return kit
     pytest.fail(problem, pytrace=False)
+
+
+@pytest.fixture
+def postkit_outbox(postkit_kit: PostKit) -> MemoryOutbox:
+    """The kit's mail goes here instead of out: a :class:`~postkit.mail.MemoryOutbox` with the
+    messages sent during the test (``outbox.to(address)``, ``await outbox.wait_for(count)``).
+    Mail leaves after the commit, on the kit's background sender, so wait for it."""
+    outbox = MemoryOutbox()
+    postkit_kit.mailer = outbox
+    return outbox
 
 
 @pytest_asyncio.fixture

@@ -313,3 +313,36 @@ def test_notes_host_samples_pass_on_sqlite_and_postgresql(pytester: pytest.Pytes
             "*test_every_test_starts_empty?postgresql? PASSED*",
         ]
     )
+
+
+def test_the_outbox_catches_the_apps_mail(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(POSTGRES_ENV, raising=False)
+    small_host(pytester)
+    conftest = pytester.path / "conftest.py"
+    conftest.write_text(
+        "from postkit.testing import settings_for_tests\n"
+        + conftest.read_text()
+        + "\n\n@pytest.fixture\n"
+        + "def postkit_settings(postkit_database_url):\n"
+        + "    return settings_for_tests(\n"
+        + "        postkit_database_url, email_enabled=True, public_base_url='https://app.test'\n"
+        + "    )\n"
+    )
+    pytester.makepyfile(
+        test_mail="""
+        async def test_a_reset_link_is_mailed(postkit_client, postkit_make_user, postkit_outbox):
+            made = await postkit_make_user(email="ann@example.com")
+            await postkit_outbox.wait_for(1)  # the verification mail of the registration
+            forgot = await postkit_client.post(
+                "/v1/password/forgot", json={"email": "ann@example.com"}
+            )
+            assert forgot.status_code == 202
+            sent = await postkit_outbox.wait_for(2)
+            assert [message.to for message in sent] == ["ann@example.com"] * 2
+            assert "https://app.test/reset-password?token=" in sent[-1].text
+        """
+    )
+    result = pytester.runpytest("test_mail.py")
+    assert outcomes(result) == {"passed": 1}, result.stdout.str()
