@@ -221,3 +221,19 @@ async def test_twenty_users_voting_at_once_give_an_exact_count(client, new_user)
     assert await stored_state(client, post["id"]) == (13, 13)
     fetched = await client.get(f"/posts/{post['id']}", headers=author.headers)
     assert fetched.json()["votes"] == 13
+
+
+async def test_votes_do_not_touch_the_posts_updated_at(client, new_user):
+    """A vote changes the post's count, not the post: updated_at stays where the last edit
+    put it."""
+    author, voter = await new_user(client), await new_user(client)
+    post = await make_post(client, author)
+    assert (await client.put(f"/posts/{post['id']}/vote", headers=voter.headers)).status_code == 201
+    after_vote = (await client.get(f"/posts/{post['id']}", headers=voter.headers)).json()
+    assert after_vote["votes"] == 1
+    assert after_vote["updated_at"] == post["updated_at"]
+    assert (
+        await client.delete(f"/posts/{post['id']}/vote", headers=voter.headers)
+    ).status_code == 204
+    after_unvote = (await client.get(f"/posts/{post['id']}", headers=voter.headers)).json()
+    assert after_unvote["updated_at"] == post["updated_at"]

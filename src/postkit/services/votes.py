@@ -53,7 +53,8 @@ async def _move_count(session: AsyncSession, post_id: int, delta: int) -> int:
     statement = (
         update(_posts)
         .where(_posts.c.id == post_id)
-        .values(vote_count=_posts.c.vote_count + delta)
+        # A vote is not an edit: keep updated_at (the column's onupdate would move it).
+        .values(vote_count=_posts.c.vote_count + delta, updated_at=_posts.c.updated_at)
         .returning(_posts.c.vote_count)
     )
     count: int = (await session.execute(statement)).scalar_one()
@@ -158,7 +159,8 @@ class Votes:
                 vote_count=_posts.c.vote_count
                 - select(func.coalesce(func.sum(_votes.c.weight), 0))
                 .where(cast_on_post)
-                .scalar_subquery()
+                .scalar_subquery(),
+                updated_at=_posts.c.updated_at,  # the posts were not edited
             )
         )
         removed = await session.execute(delete(_votes).where(_votes.c.user_id == user_id))
