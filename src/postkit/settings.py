@@ -363,18 +363,21 @@ class PostKitSettings(BaseSettings):
         default=True, description="Apply the rate limits below; `false` turns all of them off."
     )
     rate_limit_register: str = Field(
-        default="50/hour",
-        description="Registrations (`POST /users`) per client address (IPv6: per /64).",
+        default="300/hour",
+        description=(
+            "Registrations (`POST /users`) per client address (IPv6: per /64). A flood backstop, "
+            "sized above what a campus or carrier address behind one IP sends."
+        ),
     )
     rate_limit_login: str = Field(
-        default="60/minute",
+        default="300/minute",
         description=(
             "Login attempts (`POST /login`), successful or not, per client address; failed "
             "ones are also throttled by `login_max_failures`."
         ),
     )
     rate_limit_token_refresh: str = Field(
-        default="60/minute",
+        default="300/minute",
         description="Token refreshes (`POST /token/refresh`) per client address.",
     )
     rate_limit_password_change: str = Field(
@@ -382,7 +385,7 @@ class PostKitSettings(BaseSettings):
         description="Password changes (`PATCH /users/me` with a `password`) per account.",
     )
     rate_limit_account_email: str = Field(
-        default="5/hour",
+        default="30/hour",
         description=(
             "Requests that send an account email (password reset, address verification) per "
             'client address: `kit.rate_limit("account_email")`.'

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import event
 
@@ -244,6 +245,23 @@ async def test_requests_are_throttled_per_address_known_or_not(make_mail_client,
         assert 1 <= int(refused.headers["retry-after"]) <= 3600
     await client.settle()
     assert len([m for m in client.outbox.messages if m.kind == "password_reset"]) == 2
+
+
+async def test_resets_asked_for_elsewhere_never_use_up_the_owners_own(make_mail_client, new_user):
+    """Someone asking for a victim's resets from another network exhausts their own budget for
+    that address, not the victim's: the owner still gets a link from home."""
+    client = await make_mail_client(email_requests_per_account=2)
+    user = await new_user(client)
+    elsewhere = httpx.ASGITransport(app=client.app, client=("203.0.113.7", 40000))
+    async with httpx.AsyncClient(transport=elsewhere, base_url="http://testserver") as attacker:
+        for _ in range(2):
+            sent = await attacker.post("/password/forgot", json={"email": user.email})
+            assert sent.status_code == 202
+        refused = await attacker.post("/password/forgot", json={"email": user.email})
+        assert refused.status_code == 429
+    assert (await forgot(client, user.email)).status_code == 202  # the owner, from home
+    await client.settle()
+    assert len([m for m in client.outbox.messages if m.kind == "password_reset"]) == 3
 
 
 async def test_requests_are_throttled_per_client(make_mail_client):

@@ -38,7 +38,11 @@ def get_account_mail_router(
         name="postkit:forgot_password",
         status_code=status.HTTP_202_ACCEPTED,
         response_model=Notice,
-        responses=error_responses(413, 422, 429),
+        responses={
+            **error_responses(413, 422, 429),
+            **deps.rate_limit_responses("account_email"),
+        },
+        dependencies=[deps.rate_limit("account_email")],
     )
     async def forgot_password(body: ForgotPassword, session: Session, request: Request) -> Notice:
         """Mail a password reset link to `email`, if an account has it.
@@ -92,7 +96,11 @@ def get_account_mail_router(
         name="postkit:resend_verification",
         status_code=status.HTTP_202_ACCEPTED,
         response_model=Notice,
-        responses=error_responses(401, 429),
+        responses={
+            **error_responses(401, 429),
+            **deps.rate_limit_responses("account_email"),
+        },
+        dependencies=[deps.rate_limit("account_email")],
     )
     async def resend_verification(
         user: Annotated[User, deps.current_user_param], session: Session, request: Request

@@ -36,7 +36,7 @@ from postkit.models import AccountToken, LoginAttempt, User, utcnow
 from postkit.plugins import HookRunner
 from postkit.security import PasswordHasher, hash_refresh_token
 from postkit.services.sessions import Sessions
-from postkit.services.throttle import delete_attempts
+from postkit.services.throttle import delete_attempts, network_of
 
 __all__ = [
     "AccountMail",
@@ -96,6 +96,10 @@ class MailLinks:
 
     def verify(self, token: str) -> str:
         return self.base_url + self.verify_path.format(token=token)
+
+
+_NETWORKS_PER_ADDRESS = 10
+"""How many networks' worth of reset requests one typed address may receive per window."""
 
 
 @dataclass
@@ -299,11 +303,15 @@ class AccountMail:
         :raises TooManyEmailRequests: the address or the client asked too often.
         """
         email = email.strip().lower()
+        # Per address typed *and* network, so that someone asking for resets of a victim's
+        # address from elsewhere never uses up the victim's own requests; the per-address cap
+        # over every network (ten networks' worth) bounds how far their inbox can be flooded.
         await self.counter.hit(
             session,
             [
                 (self.counter.key("client", address), self.per_client),
-                (self.counter.key("reset", email), self.per_account),
+                (self.counter.key("reset", email, network_of(address)), self.per_account),
+                (self.counter.key("reset", email), self.per_account * _NETWORKS_PER_ADDRESS),
             ],
         )
 
