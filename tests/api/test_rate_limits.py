@@ -263,7 +263,9 @@ async def test_anonymous_searches_count_against_the_address(
     client = await make_client(rate_limit_search="1/minute", public_reads=True)
     user = await new_user(client)
     assert (await client.get("/posts", params={"search": "xyz"})).status_code == 200
-    assert_limited(await client.get("/posts", params={"search": "xyz"}), "search", quota=1, window=60)
+    assert_limited(
+        await client.get("/posts", params={"search": "xyz"}), "search", quota=1, window=60
+    )
     # A signed-in reader behind the same address has a budget of their own.
     mine = await client.get("/posts", params={"search": "xyz"}, headers=user.headers)
     assert_counted(mine, "search", remaining=0, quota=1)

@@ -136,7 +136,9 @@ async def _load(url: str, *, clients: int = 12) -> list[int]:
         posts: list[int] = []
         for created in await asyncio.gather(
             *(
-                call("POST", "/posts", json={"title": f"p{i}", "content": "c"}, headers=a.headers)
+                call(
+                    "POST", "/posts", json={"title": f"post{i}", "content": "c"}, headers=a.headers
+                )
                 for i, a in enumerate(accounts)
             )
         ):
@@ -159,7 +161,7 @@ async def _load(url: str, *, clients: int = 12) -> list[int]:
                     await call(
                         "GET",
                         "/posts",
-                        params={"search": "p1", "limit": 5},
+                        params={"search": "post1", "limit": 5},
                         headers=account.headers,
                     )
                 elif action == 4:
