@@ -31,6 +31,19 @@ JwtAlgorithm = Literal[
 
 _ephemeral_secret_warned = False
 
+_DURATIONS = (
+    "access_token_ttl",
+    "refresh_token_ttl",
+    "login_failure_window",
+    "login_delay",
+    "login_familiar_window",
+    "password_reset_ttl",
+    "email_verification_ttl",
+    "email_request_window",
+    "session_max_lifetime",
+)
+"""The duration settings: plain numbers are seconds, and each must be positive."""
+
 
 class PostKitSettings(BaseSettings):
     """Everything a :class:`~postkit.PostKit` needs to know about its environment.
@@ -505,18 +518,7 @@ class PostKitSettings(BaseSettings):
             raise ValueError("may contain no placeholder but {token}")
         return value
 
-    @field_validator(
-        "access_token_ttl",
-        "refresh_token_ttl",
-        "login_failure_window",
-        "login_delay",
-        "login_familiar_window",
-        "password_reset_ttl",
-        "email_verification_ttl",
-        "email_request_window",
-        "session_max_lifetime",
-        mode="before",
-    )
+    @field_validator(*_DURATIONS, mode="before")
     @classmethod
     def _seconds_as_duration(cls, value: object) -> object:
         # POSTKIT_ACCESS_TOKEN_TTL=900 means seconds; pydantic alone only parses "PT15M" strings.
@@ -524,17 +526,7 @@ class PostKitSettings(BaseSettings):
             return float(value)
         return value
 
-    @field_validator(
-        "access_token_ttl",
-        "refresh_token_ttl",
-        "login_failure_window",
-        "login_delay",
-        "login_familiar_window",
-        "password_reset_ttl",
-        "email_verification_ttl",
-        "email_request_window",
-        "session_max_lifetime",
-    )
+    @field_validator(*_DURATIONS)
     @classmethod
     def _positive_duration(cls, value: timedelta) -> timedelta:
         if value.total_seconds() <= 0:

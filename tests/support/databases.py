@@ -23,16 +23,19 @@ from postkit.migrations import upgrade
 
 POSTGRES_ENV = "POSTKIT_TEST_POSTGRES_URL"
 BACKENDS = ["sqlite", "postgresql"]
-POSTKIT_TABLES = [
-    "postkit_account_tokens",
-    "postkit_rate_limits",
-    "postkit_login_attempts",
-    "postkit_refresh_tokens",
-    "postkit_auth_sessions",
-    "postkit_votes",
-    "postkit_posts",
-    "postkit_users",
-]
+INITIAL_TABLES = frozenset(
+    {
+        "postkit_login_attempts",
+        "postkit_refresh_tokens",
+        "postkit_auth_sessions",
+        "postkit_votes",
+        "postkit_posts",
+        "postkit_users",
+    }
+)
+"""The tables of postkit's first revision, postkit_0001 (later revisions add the others)."""
+POSTKIT_TABLES = sorted({*INITIAL_TABLES, "postkit_rate_limits", "postkit_account_tokens"})
+"""Every table postkit's migrations create."""
 
 
 # --- The PostgreSQL server ----------------------------------------------------------------------
@@ -178,18 +181,6 @@ def _postkit_scripts() -> Any:
 
     return ScriptDirectory.from_config(alembic_config())
 
-
-INITIAL_TABLES = frozenset(
-    {
-        "postkit_login_attempts",
-        "postkit_refresh_tokens",
-        "postkit_auth_sessions",
-        "postkit_votes",
-        "postkit_posts",
-        "postkit_users",
-    }
-)
-"""The tables of postkit's first revision, postkit_0001 (later revisions add the others)."""
 
 POSTKIT_HEAD: str = _postkit_scripts().get_current_head()
 """postkit's head revision, read from its migration scripts: tests compare with it rather than
