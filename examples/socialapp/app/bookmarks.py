@@ -86,7 +86,7 @@ def get_bookmarks_router(kit: PostKit) -> APIRouter:
         )
         return [_out(bookmark) for bookmark in rows]
 
-    @router.get("/{post_id}", response_model=BookmarkOut, responses=error_responses(401, 404))
+    @router.get("/{post_id}", response_model=BookmarkOut, responses=error_responses(401, 404, 422))
     async def get_bookmark(post_id: PostId, session: Session, user: CurrentUser) -> BookmarkOut:
         """The caller's bookmark of one post, or 404."""
         return _out(await find_bookmark(session, user, post_id))
@@ -97,7 +97,7 @@ def get_bookmarks_router(kit: PostKit) -> APIRouter:
         responses={
             200: {"description": "The post was already bookmarked; nothing changed"},
             201: {"model": BookmarkOut, "description": "The bookmark was created"},
-            **error_responses(401, 404),
+            **error_responses(401, 404, 422),
         },
     )
     async def put_bookmark(
@@ -136,7 +136,7 @@ def get_bookmarks_router(kit: PostKit) -> APIRouter:
     @router.delete(
         "/{post_id}",
         status_code=status.HTTP_204_NO_CONTENT,
-        responses=error_responses(401, 404),
+        responses=error_responses(401, 404, 422),
     )
     async def delete_bookmark(post_id: PostId, session: Session, user: CurrentUser) -> Response:
         """Remove a bookmark: 204, or 404 when the post was not bookmarked."""

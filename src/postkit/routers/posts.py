@@ -220,7 +220,7 @@ def get_posts_router(posts: Posts, deps: Dependencies, settings: PostKitSettings
         name="postkit:delete_post",
         status_code=status.HTTP_204_NO_CONTENT,
         response_class=Response,
-        responses=error_responses(401, 403, 404),
+        responses=error_responses(401, 403, 404, 422),
     )
     async def delete_post(post_id: ItemId, session: Session, user: CurrentUser) -> Response:
         """Delete a post and its votes (owner only)."""
