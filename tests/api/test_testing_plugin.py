@@ -331,7 +331,7 @@ def test_the_outbox_catches_the_apps_mail(
         + "    )\n"
     )
     pytester.makepyfile(
-        test_mail="""
+        test_host_mail="""
         async def test_a_reset_link_is_mailed(postkit_client, postkit_make_user, postkit_outbox):
             made = await postkit_make_user(email="ann@example.com")
             await postkit_outbox.wait_for(1)  # the verification mail of the registration
@@ -344,5 +344,5 @@ def test_the_outbox_catches_the_apps_mail(
             assert "https://app.test/reset-password?token=" in sent[-1].text
         """
     )
-    result = pytester.runpytest("test_mail.py")
+    result = pytester.runpytest("test_host_mail.py")
     assert outcomes(result) == {"passed": 1}, result.stdout.str()

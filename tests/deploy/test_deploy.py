@@ -202,6 +202,11 @@ def fresh_database(kind: str, workdir: Path) -> Iterator[str]:
         drop_postgres_database(database_url)
 
 
+# The per-network failure budget (100 by default) made small, so that the address checks below
+# reach it in a few requests: the deployment files decide which address it is counted against.
+SMALL_ADDRESS_BUDGET = {"POSTKIT_LOGIN_ADDRESS_MAX_FAILURES": "5"}
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def deployed(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -223,6 +228,7 @@ def _serve_as_the_unit_does(workdir: Path, database_url: str) -> Iterator[Deploy
         DATABASE_URL=database_url,
         SECRET_KEY=TEST_SECRET,
         BCRYPT_ROUNDS="4",
+        **SMALL_ADDRESS_BUDGET,
     )
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     with live_process(
@@ -524,8 +530,8 @@ def test_dockerfile_passes_a_linter() -> None:
 
 # --- Client addresses: whose X-Forwarded-For each recipe believes ------------------------------
 #
-# Login throttling counts failures per client address (and per account). Each check below makes
-# failed logins for fresh account names, so only the address budget can run out, and sends a
+# Login throttling budgets failures per network (and per account). Each check below makes
+# failed logins for fresh account names, so only the network budget can run out, and sends a
 # made-up X-Forwarded-For with each. Clients connect from loopback addresses other than
 # 127.0.0.1, which is what any client of nginx or of the container is: someone else.
 
@@ -621,6 +627,7 @@ def container(
             "DATABASE_URL": database_url,
             "SECRET_KEY": TEST_SECRET,
             "BCRYPT_ROUNDS": "4",
+            **SMALL_ADDRESS_BUDGET,
         }
         env = clean_env(**{**image_env, "HOST": "127.0.0.1", "PORT": str(port), **run_options})
         env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"

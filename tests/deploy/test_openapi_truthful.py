@@ -102,6 +102,7 @@ async def test_operations_are_named_like_their_routes(app: Any) -> None:
     assert operations["/bookmarks/{post_id}", "put"]["operationId"] == "put_bookmark"
     assert set(ids) == {
         "login", "refresh", "logout", "logout_all", "register", "me", "update_me", "get_user",
+        "delete_me", "export_me", "list_sessions", "end_session",
         "list_posts", "create_post", "get_post", "replace_post", "update_post", "delete_post",
         "vote", "put_vote", "delete_vote", "list_bookmarks", "get_bookmark", "put_bookmark",
         "delete_bookmark", "health",
