@@ -93,12 +93,18 @@ def run_env(
         search indexes, its standalone version table) applies as well.
     :param options: further ``context.configure`` options; they override postkit's defaults
         (``render_as_batch=True``, ``compare_type=True``).
+
+    Run by the ``alembic`` command with an ini file that has logging sections, it configures
+    logging from them first, as Alembic's own templates do (so ``alembic upgrade`` prints what it
+    runs); handed a connection from code, it leaves the application's logging alone.
     """
     from alembic import context
 
     from postkit.models import metadata as postkit_metadata
 
     config = context.config
+    if config.attributes.get("connection") is None:
+        _configure_logging(config)
     settings: dict[str, Any] = {
         "target_metadata": _metadata_list(target_metadata, postkit_metadata),
         "version_table": version_table,
@@ -123,6 +129,19 @@ def run_env(
         run(shared)
     else:
         asyncio.run(_run_on_own_connection(_database_url(config, url), run))
+
+
+def _configure_logging(config: Config) -> None:
+    """``fileConfig`` from the ini's ``[loggers]`` sections, when it has them."""
+    import configparser
+    from logging.config import fileConfig
+
+    if not config.config_file_name:
+        return
+    parser = configparser.ConfigParser()
+    parser.read(config.config_file_name)
+    if parser.has_section("loggers"):
+        fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
 async def _run_on_own_connection(url: str, run: Callable[[Connection], None]) -> None:
