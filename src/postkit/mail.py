@@ -160,14 +160,15 @@ def _domain(address: str) -> str | None:
 
 
 class LoggingMailer:
-    """Logs each message at INFO, link included, and sends nothing: the development default.
+    """Logs each message at WARNING (so a default logging setup shows it), link included, and
+    sends nothing: the development default.
 
     Never use it in production: the links it logs let anyone who reads the log reset passwords.
     The kit warns at start-up when it is used with ``environment="production"``.
     """
 
     async def send(self, message: MailMessage) -> None:
-        logger.info(
+        logger.warning(
             "postkit: mail not sent (no smtp_host configured) to %s: %s\n%s",
             message.to,
             message.subject,

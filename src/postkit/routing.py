@@ -112,13 +112,19 @@ def scrub_validation_errors(
     """``errors`` (pydantic's) without the submitted value of any field named in ``secrets``.
 
     An error located at a secret field loses its ``input`` and any ``ctx`` value that is not a
-    stated limit; an error about a whole object (a body that is not an object, a refused extra
-    field) keeps its ``input`` with secret fields' values replaced by ``"[redacted]"``.
+    stated limit. So does an error about a refused extra field (its value may be a misnamed
+    secret) and one about a whole body that is not an object (a form, a JSON string sent as
+    text: it may hold anything). An error about a whole object keeps its ``input`` with secret
+    fields' values replaced by ``"[redacted]"``.
     """
     scrubbed: list[dict[str, Any]] = []
     for error in errors:
         error = dict(error)
-        if any(isinstance(part, str) and part in secrets for part in error.get("loc", ())):
+        location = tuple(error.get("loc", ()))
+        opaque_body = len(location) <= 1 and isinstance(error.get("input"), str | bytes)
+        if error.get("type") == "extra_forbidden" or opaque_body:
+            error.pop("input", None)
+        elif any(isinstance(part, str) and part in secrets for part in location):
             error.pop("input", None)
             ctx = error.get("ctx")
             if isinstance(ctx, dict):

@@ -312,3 +312,41 @@ async def test_refresh_422_does_not_echo_the_token(client):
     _assert_not_echoed(response, token)
     wrong_type = await client.post("/token/refresh", json={"refresh_token": 12345678})
     _assert_not_echoed(wrong_type, "12345678")
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/x-www-form-urlencoded", f"email=x3@example.com&password={SECRET}"),
+        ("text/plain", f'{{"refresh_token":"{SECRET}"}}'),
+        ("application/json", f'"{SECRET}"'),
+    ],
+)
+async def test_a_body_that_is_not_an_object_is_not_echoed(client, new_user, content_type, body):
+    """A form, or JSON sent as text, is refused without its content in the answer: it may hold
+    a password or a token (the outsider's curl review found them echoed)."""
+    user = await new_user(client)
+    for method, path in [
+        ("POST", "/users"),
+        ("POST", "/token/refresh"),
+        ("DELETE", "/users/me"),
+        ("PATCH", "/users/me"),
+    ]:
+        response = await client.request(
+            method,
+            path,
+            content=body.encode(),
+            headers={"content-type": content_type, **user.headers},
+        )
+        assert response.status_code == 422, (path, response.text)
+        _assert_not_echoed(response, SECRET)
+
+
+async def test_an_unknown_fields_value_is_not_echoed(client):
+    """A misnamed password field is refused without its value."""
+    response = await client.post(
+        "/users", json={"email": "a@example.com", "password": "long enough 1", "pasword": SECRET}
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["type"] == "extra_forbidden"
+    _assert_not_echoed(response, SECRET)
