@@ -67,10 +67,14 @@ _EXPORT_PAGE = 500  # rows read per query while an export streams
 _GENERATED_USERNAME_TRIES = 5
 
 
-def _subject(user: User | None, login: str) -> str:
-    """Whom a password check is for, as the throttle counts it: the account when it exists,
-    else what was typed (normalised)."""
-    return f"user:{user.id}" if user is not None else f"login:{login.strip().lower()}"
+def _subject(login: str) -> str:
+    """Whom a password check is for, as the throttle counts it: what was typed (normalised).
+
+    Not the account it names: a budget shared by an account's email and username would tell
+    whoever exhausts it through the public username which email address answers "throttled"
+    too, so each identifier keeps a budget of its own (an account has two), and an unknown one
+    is counted exactly like a real one."""
+    return f"login:{login.strip().lower()}"
 
 
 def _generated_username() -> str:
@@ -213,7 +217,7 @@ class Accounts:
         """
         user = await self.find_by_login(session, login=login)
         admission = await self.throttle.admit(
-            session, keys=throttle_keys(subject=_subject(user, login), address=address)
+            session, keys=throttle_keys(subject=_subject(login), address=address)
         )
         try:
             matches, new_hash = await self.passwords.verify(
@@ -257,7 +261,7 @@ class Accounts:
         if password is None:
             raise WrongCurrentPassword()
         admission = await self.throttle.admit(
-            session, keys=throttle_keys(subject=_subject(user, user.email), address=address)
+            session, keys=throttle_keys(subject=_subject(user.email), address=address)
         )
         try:
             matches, _ = await self.passwords.verify(password, user.password_hash)
@@ -318,7 +322,7 @@ class Accounts:
             )
         if new_password is not None:
             user.password_hash = await self.passwords.hash(new_password)
-            await self.throttle.password_changed(session, user_id=user.id)
+            await self.throttle.password_changed(session, logins=[user.email, user.username])
             # Links mailed before (a reset, a pending email change) die with the old password;
             # forget them, so an address they were changing to is free again.
             await forget_mailed_tokens(session, user=user)

@@ -2,9 +2,11 @@
 
 Every password check (a login, or the current-password check of ``PATCH /users/me``) is made
 for an *account* from a *network* (the client's IPv4 address, or its IPv6 /64, which is what one
-subscriber gets). The account is the user id when it exists and the normalised identifier
-(trimmed, lower case) when it does not, so an account's email and username share one budget,
-and unknown identifiers are counted exactly like real ones. Three failure budgets guard it:
+subscriber gets). The account is counted as the identifier typed, normalised (trimmed, lower
+case), whether or not an account has it: unknown identifiers are counted exactly like real
+ones, and an account's email and username each have a budget of their own. (One budget shared
+by both, keyed on the user id, let anyone who exhausted it through the public username find the
+private email that answered "throttled" too.) Three failure budgets guard it:
 
 ``pair``     failures for this account from this network (``login_max_failures``, 5). Past it
              the next check waits ``login_delay`` (1 s), then twice that after the next
@@ -130,8 +132,8 @@ class ThrottleKeys:
 def throttle_keys(*, subject: str, address: str) -> ThrottleKeys:
     """The keys of a password check for ``subject`` from ``address``.
 
-    :param subject: ``user:<id>`` for an existing account, ``login:<identifier>`` (normalised)
-        for one that does not exist.
+    :param subject: ``login:<identifier>``, the identifier typed (normalised), whether or not
+        an account has it.
     """
     network = network_of(address)
     return ThrottleKeys(
@@ -308,11 +310,15 @@ class LoginThrottle:
         )
         session.add(LoginAttempt(key=_SUCCESS + keys.seen, attempted_at=utcnow()))
 
-    async def password_changed(self, session: AsyncSession, *, user_id: int) -> None:
-        """Forget the account's failures from unfamiliar networks (the password they guessed at
-        is gone), so it answers from everywhere again. Not committed."""
-        account = throttle_keys(subject=f"user:{user_id}", address="").account
-        await delete_attempts(session, LoginAttempt.key == _FAILURE + account)
+    async def password_changed(self, session: AsyncSession, *, logins: list[str]) -> None:
+        """Forget the failures counted against the account's identifiers (``logins``: its email
+        and username) from unfamiliar networks (the password they guessed at is gone), so it
+        answers from everywhere again. Not committed."""
+        accounts = [
+            _FAILURE + throttle_keys(subject=f"login:{login.strip().lower()}", address="").account
+            for login in logins
+        ]
+        await delete_attempts(session, LoginAttempt.key.in_(accounts))
 
     async def _prune(self, session: AsyncSession, keys: ThrottleKeys, now: datetime) -> None:
         budget_expired = (LoginAttempt.attempted_at <= now - self.window) & ~LoginAttempt.key.like(
