@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +34,9 @@ from tests.support.servers import LiveProcess, serve, server_env
 pytestmark = pytest.mark.slow  # real server processes
 
 EXAMPLES_PER_OPERATION = 25
+# Mail on, so the password reset and verification routes are mounted and fuzzed too (the
+# development mailer only logs).
+MAIL_ENV = {"POSTKIT_EMAIL_ENABLED": "true", "POSTKIT_PUBLIC_BASE_URL": "http://127.0.0.1"}
 # Operations that revoke the caller's tokens or change the account: run with a throwaway login.
 SESSION_ENDING = {("POST", "/logout"), ("POST", "/logout/all"), ("PATCH", "/users/me")}
 
@@ -92,6 +96,7 @@ def fuzz_target(
     env = server_env(
         fuzz_database, login_max_failures=100_000, rate_limit_login="off", database_pool_size=3
     )
+    env.update(MAIL_ENV)
     env.update(DATABASE_URL=fuzz_database, SECRET_KEY=TEST_SECRET, BCRYPT_ROUNDS="4")
     log_dir: Path = tmp_path_factory.mktemp("fuzz-logs")
     with serve(_reference_app_command(port), env=env, log_dir=log_dir, port=port) as server:
@@ -116,7 +121,17 @@ def _documented_schema() -> dict[str, object]:
     settings = app_settings.AppSettings(
         _env_file=None, database_url="sqlite+aiosqlite:///:memory:", secret_key=TEST_SECRET
     )
-    document: dict[str, object] = main.create_app(settings).openapi()
+    # postkit reads what the app does not pass from POSTKIT_* variables, as the server does.
+    saved = {name: os.environ.get(name) for name in MAIL_ENV}
+    os.environ.update(MAIL_ENV)
+    try:
+        document: dict[str, object] = main.create_app(settings).openapi()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     return document
 
 
