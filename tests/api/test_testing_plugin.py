@@ -9,6 +9,7 @@ samples docs/testing.md shows.
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -226,20 +227,27 @@ def test_an_app_without_its_kit_in_state_fails_clearly(
     result.stdout.fnmatch_lines(["*the app has no PostKit in app.state*app.state.kit = kit*"])
 
 
-def test_overriding_the_settings(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv(POSTGRES_ENV, raising=False)
-    small_host(pytester)
-    # The conftest imports from postkit.testing before pytest loads it as a plugin.
+def override_settings(pytester: pytest.Pytester, overrides: str) -> Path:
+    """Give the host's conftest a ``postkit_settings`` override with ``overrides`` (keyword
+    arguments, as source) and return the conftest. It imports from postkit.testing before
+    pytest loads it as a plugin."""
     conftest = pytester.path / "conftest.py"
     conftest.write_text(
         "from postkit.testing import settings_for_tests\n"
         + conftest.read_text()
         + "\n\n@pytest.fixture\n"
         + "def postkit_settings(postkit_database_url):\n"
-        + "    return settings_for_tests(postkit_database_url, public_reads=True)\n"
+        + f"    return settings_for_tests(postkit_database_url, {overrides})\n"
     )
+    return conftest
+
+
+def test_overriding_the_settings(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(POSTGRES_ENV, raising=False)
+    small_host(pytester)
+    conftest = override_settings(pytester, "public_reads=True")
     pytester.makepyfile(
         test_public="""
         async def test_anonymous_feed(postkit_client):
@@ -320,16 +328,7 @@ def test_the_outbox_catches_the_apps_mail(
 ) -> None:
     monkeypatch.delenv(POSTGRES_ENV, raising=False)
     small_host(pytester)
-    conftest = pytester.path / "conftest.py"
-    conftest.write_text(
-        "from postkit.testing import settings_for_tests\n"
-        + conftest.read_text()
-        + "\n\n@pytest.fixture\n"
-        + "def postkit_settings(postkit_database_url):\n"
-        + "    return settings_for_tests(\n"
-        + "        postkit_database_url, email_enabled=True, public_base_url='https://app.test'\n"
-        + "    )\n"
-    )
+    override_settings(pytester, "email_enabled=True, public_base_url='https://app.test'")
     pytester.makepyfile(
         test_host_mail="""
         async def test_a_reset_link_is_mailed(postkit_client, postkit_make_user, postkit_outbox):
