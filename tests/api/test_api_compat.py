@@ -253,6 +253,16 @@ async def test_login_and_refresh_answers_are_not_cacheable(client, new_user):
         assert headers["Pragma"]["schema"]["enum"] == ["no-cache"]
 
 
+async def test_private_reads_are_not_cacheable(client, new_user):
+    """The own account (its email) and the session list are never stored by a browser cache
+    (found missing by the attacker's review)."""
+    user = await new_user(client)
+    for path in ("/users/me", "/sessions"):
+        response = await client.get(path, headers=user.headers)
+        assert response.status_code == 200, response.text
+        assert response.headers["cache-control"] == "no-store"
+
+
 # --- 422s never echo a secret -------------------------------------------------------------------
 
 SECRET = "Sh0rt!"

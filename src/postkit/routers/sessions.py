@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Path, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postkit.dependencies import Authenticated, Dependencies
@@ -25,12 +25,16 @@ def get_sessions_router(sessions: Sessions, deps: Dependencies) -> APIRouter:
         response_model=list[SessionPublic],
         responses=error_responses(401),
     )
-    async def list_sessions(auth: CurrentAuth, session: Session) -> list[SessionInfo]:
+    async def list_sessions(
+        auth: CurrentAuth, session: Session, response: Response
+    ) -> list[SessionInfo]:
         """The account's live sessions (logins not ended nor past `session_max_lifetime`),
         newest first. `current` marks the one the calling token belongs to.
 
-        `last_used_at` moves at login and at each refresh, not on every request.
+        `last_used_at` moves at login and at each refresh, not on every request. Sent with
+        `Cache-Control: no-store`.
         """
+        response.headers["Cache-Control"] = "no-store"
         return await sessions.list_live(
             session, user_id=auth.user.id, current_session_id=auth.claims.session_id
         )

@@ -3,7 +3,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -71,8 +71,10 @@ def get_users_router(
         response_model=UserPrivate,
         responses=error_responses(401),
     )
-    async def me(user: Annotated[User, deps.current_user_param]) -> User:
-        """The authenticated user's own account."""
+    async def me(user: Annotated[User, deps.current_user_param], response: Response) -> User:
+        """The authenticated user's own account (`Cache-Control: no-store`: it holds the
+        email)."""
+        response.headers["Cache-Control"] = "no-store"
         return user
 
     @router.patch(
