@@ -24,6 +24,8 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.sql.elements import ColumnElement
 
 from postkit.errors import (
     AccountInUse,
@@ -477,61 +479,43 @@ class Accounts:
             + pydantic_core.to_json(profile)
             + b',"posts":['
         )
-        after = 0
-        separator = b""
-        while True:
-            posts = (
-                await session.execute(
-                    select(
-                        Post.id,
-                        Post.title,
-                        Post.content,
-                        Post.published,
-                        Post.created_at,
-                        Post.updated_at,
-                        Post.vote_count,
-                    )
-                    .where(Post.owner_id == user.id, Post.id > after)
-                    .order_by(Post.id)
-                    .limit(_EXPORT_PAGE)
-                )
-            ).all()
-            for post in posts:
-                item = {
-                    "id": post.id,
-                    "title": post.title,
-                    "content": post.content,
-                    "published": post.published,
-                    "created_at": post.created_at,
-                    "updated_at": post.updated_at,
-                    "votes": post.vote_count,
-                }
-                yield separator + pydantic_core.to_json(item)
-                separator = b","
-            if len(posts) < _EXPORT_PAGE:
-                break
-            after = posts[-1].id
+        posts = (
+            Post.id,
+            Post.title,
+            Post.content,
+            Post.published,
+            Post.created_at,
+            Post.updated_at,
+            Post.vote_count.label("votes"),
+        )
+        async for chunk in _paged_json(session, posts, key=Post.id, where=Post.owner_id == user.id):
+            yield chunk
         yield b'],"votes":['
-        after = 0
-        separator = b""
-        while True:
-            votes = (
-                await session.execute(
-                    select(Vote.post_id, Vote.weight, Vote.created_at)
-                    .where(Vote.user_id == user.id, Vote.post_id > after)
-                    .order_by(Vote.post_id)
-                    .limit(_EXPORT_PAGE)
-                )
-            ).all()
-            for vote in votes:
-                item = {
-                    "post_id": vote.post_id,
-                    "weight": vote.weight,
-                    "created_at": vote.created_at,
-                }
-                yield separator + pydantic_core.to_json(item)
-                separator = b","
-            if len(votes) < _EXPORT_PAGE:
-                break
-            after = votes[-1].post_id
+        votes = (Vote.post_id, Vote.weight, Vote.created_at)
+        async for chunk in _paged_json(
+            session, votes, key=Vote.post_id, where=Vote.user_id == user.id
+        ):
+            yield chunk
         yield b"]}"
+
+
+async def _paged_json(
+    session: AsyncSession,
+    columns: tuple[Any, ...],
+    *,
+    key: InstrumentedAttribute[int],
+    where: ColumnElement[bool],
+) -> AsyncIterator[bytes]:
+    """The rows of ``columns`` matching ``where``, as comma-separated JSON objects (keys: the
+    columns' names), read ``_EXPORT_PAGE`` rows at a time in ``key`` order (keyset paging)."""
+    after = 0
+    separator = b""
+    while True:
+        statement = select(*columns).where(where, key > after).order_by(key).limit(_EXPORT_PAGE)
+        rows = (await session.execute(statement)).all()
+        for row in rows:
+            yield separator + pydantic_core.to_json(row._asdict())
+            separator = b","
+        if len(rows) < _EXPORT_PAGE:
+            return
+        after = getattr(rows[-1], key.key)
