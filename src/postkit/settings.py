@@ -364,6 +364,34 @@ class PostKitSettings(BaseSettings):
     post_content_max_length: int = Field(
         default=50_000, ge=1, description="Longest post content, in characters."
     )
+    # --- Discussion (docs/comments.md) -----------------------------------------------------
+    allow_downvotes: bool = Field(
+        default=True,
+        description=(
+            "Accept down-votes (`dir: -1`, a vote value of -1) on posts and comments; with "
+            "`false` they answer 422 and only up-votes count."
+        ),
+    )
+    comment_max_depth: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description=(
+            "Deepest reply level: a top-level comment is depth 1; a reply deeper than this "
+            "answers 422."
+        ),
+    )
+    comment_content_max_length: int = Field(
+        default=10_000, ge=1, description="Longest comment body, in characters."
+    )
+    revisions_visible_to: Literal["readers", "author"] = Field(
+        default="readers",
+        description=(
+            "Who may list an item's edit history (`GET /posts/{id}/revisions`, "
+            "`GET /comments/{id}/revisions`): `readers`, whoever can see the item, or "
+            "`author`, its author only (others get 404)."
+        ),
+    )
     max_body_bytes: int = Field(
         default=1_048_576,
         ge=1024,
