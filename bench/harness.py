@@ -85,6 +85,12 @@ def server_environment(database_url: str, secret: str, bcrypt_rounds: int) -> di
             "POSTKIT_LOGIN_MAX_FAILURES": "1000000",
             # One client drives every load: the rate limits would measure 429s, not the routes.
             "POSTKIT_RATE_LIMITS_ENABLED": "false",
+            # 20 connections kept open by both servers (asyncpg's pool keeps what it opened up
+            # to max_size; SQLAlchemy's closes overflow connections on return, which under
+            # sustained load would reconnect, and re-prepare every statement, all the time).
+            "DATABASE_POOL_SIZE": "20",
+            "POSTKIT_DATABASE_POOL_SIZE": "20",
+            "POSTKIT_DATABASE_MAX_OVERFLOW": "0",
             "PYTHONUNBUFFERED": "1",
         }
     )

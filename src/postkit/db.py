@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import StaticPool
 
+from postkit.driver import DriverConnection, StatementCache
 from postkit.urls import normalize_database_url
 
 if TYPE_CHECKING:
@@ -162,6 +163,12 @@ class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.sessionmaker = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+        self.statements = StatementCache(engine.dialect)
+
+    def driver_connection(self) -> DriverConnection:
+        """A pooled driver connection for fast-path reads (checked out on its first statement;
+        the caller must :meth:`~postkit.driver.DriverConnection.release` it)."""
+        return DriverConnection(self.engine, self.statements)
 
     @classmethod
     def from_settings(cls, settings: PostKitSettings) -> Database:

@@ -29,9 +29,9 @@ from postkit.ratelimit import (
 )
 from postkit.routing import body_limited_route
 from postkit.security import TokenError
-from postkit.services.sessions import Authenticated, Sessions
+from postkit.services.sessions import Authenticated, ReadAccess, Sessions
 
-__all__ = ["LOGIN_ROUTE_NAME", "Authenticated", "Dependencies", "client_address"]
+__all__ = ["LOGIN_ROUTE_NAME", "Authenticated", "Dependencies", "ReadAccess", "client_address"]
 
 LOGIN_ROUTE_NAME = "postkit:login"
 """The login route's name, for ``app.url_path_for`` (the OpenAPI password flow points at it)."""
@@ -114,6 +114,10 @@ class Dependencies:
         self.reader_param: Any = Depends(self.reader)
         self.verified_user_param: Any = Depends(self.verified_user)
         self.writer_param: Any = Depends(self.writer)
+        # The read routes' fast path: one driver connection for the token check and the read,
+        # returned to the pool before the answer is sent.
+        self.read_access = self._build_read_access(database, public_reads)
+        self.read_access_param: Any = Depends(self.read_access, scope="function")
 
     def router(self, *, tags: list[str]) -> APIRouter:
         """A new router whose routes answer with postkit's error bodies and body limit."""
@@ -197,6 +201,27 @@ class Dependencies:
             return await sessions.authenticate(session, token)
 
         return optional_auth
+
+    def _build_read_access(
+        self, database: Database, public_reads: bool
+    ) -> Callable[..., AsyncIterator[ReadAccess]]:
+        sessions = self.sessions
+
+        async def read_access(
+            token: Annotated[str | None, Depends(self.bearer)],
+        ) -> AsyncIterator[ReadAccess]:
+            # The token's signature and claims now (a bad token is refused before any query);
+            # its session with the read itself (ReadAccess.fetch).
+            claims = sessions.verify(token) if token else None
+            if claims is None and not public_reads:
+                raise NotAuthenticated()
+            connection = database.driver_connection()
+            try:
+                yield ReadAccess(connection, sessions, claims)
+            finally:
+                await connection.release()
+
+        return read_access
 
     def _build_current_auth(self) -> Callable[..., Awaitable[Authenticated]]:
         async def current_auth(

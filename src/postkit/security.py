@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +48,10 @@ REQUIRED_CLAIMS = ["exp", "iat", "sub", "iss", "aud", "jti"]
 
 _USER_ID = re.compile(r"[1-9][0-9]{0,9}")
 _MAX_TOKEN_CHARS = 8192
+
+VERIFIED_TOKENS_KEPT = 4096
+"""How many verified access tokens a :class:`TokenCodec` remembers (about 2 MiB at most), so
+that a client's next request with the same token skips the signature check."""
 
 BCRYPT_MAX_BYTES = 72
 """bcrypt's input limit: older releases cut longer passwords to this, bcrypt 5 refuses them."""
@@ -275,6 +280,10 @@ class TokenCodec:
         except (ValueError, TypeError, jwt.PyJWTError):
             raise ValueError(f"a key does not suit jwt_algorithm {self.algorithm}") from None
         self._signing_kid = key_id(verification_keys[0])
+        # token -> (claims, exp): a token already verified needs only its expiry checked again
+        # (its signature, issuer, audience and iat cannot change; time only makes nbf/iat more
+        # valid). Failures are never remembered.
+        self._verified: dict[str, tuple[AccessClaims, float]] = {}
         # Refuse a private key that does not match the public key now, not at the first login.
         probe = self._encode({"probe": True})
         try:
@@ -329,6 +338,13 @@ class TokenCodec:
             signature, other algorithm, expired, not yet valid, wrong issuer or audience, a
             required claim missing or of the wrong type).
         """
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            claims, expires = remembered
+            if time.time() < expires + self.leeway:
+                return claims
+            del self._verified[token]
+            raise TokenError("ExpiredSignatureError")
         if len(token) > _MAX_TOKEN_CHARS:
             raise TokenError("token too long")
         try:
@@ -349,4 +365,16 @@ class TokenCodec:
             raise TokenError("ver missing")
         if not isinstance(jti, str):
             raise TokenError("jti is not a string")
-        return AccessClaims(user_id=int(sub), session_id=sid, token_version=ver, jti=jti)
+        claims = AccessClaims(user_id=int(sub), session_id=sid, token_version=ver, jti=jti)
+        self._remember(token, claims, payload["exp"])
+        return claims
+
+    def _remember(self, token: str, claims: AccessClaims, expires: Any) -> None:
+        if isinstance(expires, bool) or not isinstance(expires, (int, float)):
+            return
+        verified = self._verified
+        if len(verified) >= VERIFIED_TOKENS_KEPT:
+            # Forget the oldest tenth at once (dicts keep insertion order).
+            for old in list(verified)[: VERIFIED_TOKENS_KEPT // 10]:
+                verified.pop(old, None)
+        verified[token] = (claims, float(expires))

@@ -17,6 +17,7 @@ from postkit.models import MAX_ID, User
 from postkit.routers.common import ItemId, json_response
 from postkit.schemas.posts import PostCreate, PostPatch, PostPublic, PostReplace, storable_text
 from postkit.services.posts import Posts, Sort
+from postkit.services.sessions import ReadAccess
 from postkit.settings import PostKitSettings
 
 __all__ = ["get_posts_router"]
@@ -91,7 +92,8 @@ def get_posts_router(posts: Posts, deps: Dependencies, settings: PostKitSettings
     Session = Annotated[AsyncSession, deps.session_param]
     # Writers: a verified email too when require_verified_email is on.
     CurrentUser = Annotated[User, deps.writer_param]
-    Reader = Annotated[User | None, deps.reader_param]
+    # Reads take the fast path: the token check and the read on one driver connection.
+    Reader = Annotated[ReadAccess, deps.read_access_param]
     content_limit = settings.post_content_max_length
 
     @router.get(
@@ -107,7 +109,6 @@ def get_posts_router(posts: Posts, deps: Dependencies, settings: PostKitSettings
     )
     async def list_posts(
         request: Request,
-        session: Session,
         reader: Reader,
         limit: Annotated[
             int, Query(ge=1, le=settings.posts_max_limit, description="Posts per page.")
@@ -137,9 +138,8 @@ def get_posts_router(posts: Posts, deps: Dependencies, settings: PostKitSettings
 
         The next page's URL is in the `Link` header (`rel="next"`), its cursor in `X-Next-Cursor`.
         """
-        page = await posts.feed(
-            session,
-            user=reader,
+        page = await posts.feed_for(
+            reader,
             limit=limit,
             skip=skip,
             search=_check_search(search) or None,
@@ -160,9 +160,9 @@ def get_posts_router(posts: Posts, deps: Dependencies, settings: PostKitSettings
         response_model=PostPublic,
         responses=error_responses(401, 404, 422),
     )
-    async def get_post(post_id: ItemId, session: Session, reader: Reader) -> Response:
+    async def get_post(post_id: ItemId, reader: Reader) -> Response:
         """One post. Another user's draft answers 404, like a post that does not exist."""
-        return json_response(await posts.get(session, post_id=post_id, user=reader))
+        return json_response(await posts.get_for(reader, post_id=post_id))
 
     @router.post(
         "/posts",

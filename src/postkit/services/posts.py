@@ -18,7 +18,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
 from sqlalchemy import Select, bindparam, delete, select, true, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,6 +30,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from postkit.errors import InvalidCursor, NotPostOwner, PostNotFound
 from postkit.models import MAX_ID, Post, User
 from postkit.plugins import HookRunner
+from postkit.services.sessions import ReadAccess
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -256,6 +257,37 @@ def post_statement(
     return statement.params(params)
 
 
+class _Reader(Protocol):
+    """Where a read runs and for whom: a :class:`ReadAccess` (the fast path) or an ORM session
+    with a known user (:class:`_SessionReader`)."""
+
+    @property
+    def reader_id(self) -> int | None: ...
+
+    async def user(self) -> User | None: ...
+
+    async def fetch(
+        self, statement: FeedSelect, params: dict[str, Any], *, order_desc: tuple[str, ...] = ()
+    ) -> Sequence[Any]: ...
+
+
+class _SessionReader:
+    """A host's read: its ORM session and the user it already authenticated."""
+
+    def __init__(self, session: AsyncSession, user: User | None) -> None:
+        self.session = session
+        self._user = user
+        self.reader_id = user.id if user is not None else None
+
+    async def user(self) -> User | None:
+        return self._user
+
+    async def fetch(
+        self, statement: FeedSelect, params: dict[str, Any], *, order_desc: tuple[str, ...] = ()
+    ) -> Sequence[Any]:
+        return (await self.session.execute(statement, params)).all()
+
+
 # --- Serialisation ------------------------------------------------------------------------------
 
 
@@ -365,26 +397,76 @@ class Posts:
 
         :raises InvalidCursor: ``cursor`` is not one postkit issued for ``sort``.
         """
-        after = decode_cursor(cursor, sort) if cursor else None
+        return await self._feed(
+            _SessionReader(session, user),
+            limit=limit,
+            skip=skip,
+            search=search,
+            sort=sort,
+            cursor=cursor,
+        )
+
+    async def feed_for(
+        self,
+        reader: ReadAccess,
+        *,
+        limit: int,
+        skip: int = 0,
+        search: str | None = None,
+        sort: Sort = "new",
+        cursor: str | None = None,
+    ) -> FeedPage:
+        """:meth:`feed` on the fast path (``GET /posts``): the reader's session is checked in
+        the same round trip as the page unless a plugin's filters need the reader first.
+
+        :raises InvalidCursor: ``cursor`` is not one postkit issued for ``sort``.
+        :raises InvalidToken: the reader's token is no longer good.
+        """
+        return await self._feed(
+            reader, limit=limit, skip=skip, search=search, sort=sort, cursor=cursor
+        )
+
+    async def _reader_filters(self, reader: _Reader) -> list[ColumnElement[bool]]:
+        # Filters need the reader before the query; without any, the check rides on the read.
+        if not self.hooks.has_implementations("post_query_filters"):
+            return []
+        return await self._plugin_filters(await reader.user())
+
+    async def _feed(
+        self,
+        reader: _Reader,
+        *,
+        limit: int,
+        skip: int,
+        search: str | None,
+        sort: Sort,
+        cursor: str | None,
+    ) -> FeedPage:
+        try:
+            after = decode_cursor(cursor, sort) if cursor else None
+        except InvalidCursor:
+            await reader.user()  # a bad token is a 401 before a bad cursor is a 400
+            raise
         statement, params = _feed_query(
-            reader_id=user.id if user is not None else None,
-            plugin_filters=await self._plugin_filters(user),
+            reader_id=reader.reader_id,
+            plugin_filters=await self._reader_filters(reader),
             limit=limit + 1,
             skip=skip,
             search=search,
             sort=sort,
             after=after,
         )
-        rows = (await session.execute(statement, params)).all()
+        key = "vote_count" if sort == "top" else "created_at"
+        rows = await reader.fetch(statement, params, order_desc=(key, "id"))
         next_cursor = None
         if len(rows) > limit:
             rows = rows[:limit]
-            last = rows[-1]
+            last = _row_dict(rows[-1])
             next_cursor = encode_cursor(
-                sort, last.vote_count if sort == "top" else last.created_at, last.id
+                sort, last["votes"] if sort == "top" else last["created_at"], last["id"]
             )
         items = [_row_dict(row) for row in rows]
-        await self._add_extra(items, user)
+        await self._add_extra(items, await reader.user())
         return FeedPage(posts=items, next_cursor=next_cursor)
 
     async def get(
@@ -394,18 +476,31 @@ class Posts:
 
         :raises PostNotFound: no such post, or one ``user`` may not see.
         """
+        return await self._get(_SessionReader(session, user), post_id)
+
+    async def get_for(self, reader: ReadAccess, *, post_id: int) -> dict[str, Any]:
+        """:meth:`get` on the fast path (``GET /posts/{id}``), with the reader's session
+        checked in the same round trip.
+
+        :raises PostNotFound: no such post, or one the reader may not see.
+        :raises InvalidToken: the reader's token is no longer good.
+        """
+        return await self._get(reader, post_id)
+
+    async def _get(self, reader: _Reader, post_id: int) -> dict[str, Any]:
         if not 1 <= post_id <= MAX_ID:
+            await reader.user()  # a bad token is still a 401, whatever the id
             raise PostNotFound()
         statement, params = _post_query(
             post_id,
-            reader_id=user.id if user is not None else None,
-            plugin_filters=await self._plugin_filters(user),
+            reader_id=reader.reader_id,
+            plugin_filters=await self._reader_filters(reader),
         )
-        row = (await session.execute(statement, params)).first()
-        if row is None:
+        rows = await reader.fetch(statement, params)
+        if not rows:
             raise PostNotFound()
-        items = [_row_dict(row)]
-        await self._add_extra(items, user)
+        items = [_row_dict(rows[0])]
+        await self._add_extra(items, await reader.user())
         return items[0]
 
     async def find(self, session: AsyncSession, *, post_id: int, user: User | None) -> Post:

@@ -14,12 +14,16 @@ free of writes, and a session is seen in use at least once per access-token life
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import CursorResult, Select, bindparam, delete, select, update
+from sqlalchemy import CursorResult, Select, Table, bindparam, delete, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
+from postkit.driver import DriverConnection, Row
 from postkit.errors import InvalidRefreshToken, InvalidToken, SessionNotFound
 from postkit.models import USER_AGENT_MAX_LENGTH, AuthSession, RefreshToken, User, utcnow
 from postkit.security import (
@@ -31,7 +35,7 @@ from postkit.security import (
     new_session_id,
 )
 
-__all__ = ["Authenticated", "IssuedTokens", "SessionInfo", "Sessions"]
+__all__ = ["Authenticated", "IssuedTokens", "ReadAccess", "SessionInfo", "Sessions"]
 
 DEFAULT_MAX_LIFETIME = timedelta(days=30)
 
@@ -79,6 +83,89 @@ def _token_owner_statement() -> Select[User, datetime | None, datetime]:
     )
 
 
+_users = cast(Table, User.__table__)
+_USER_FIELDS = tuple(column.key for column in _users.columns)
+_OWNER_WIDTH = len(_USER_FIELDS) + 2  # the user's columns, the session's revoked_at, created_at
+
+
+def _token_owner_columns_statement() -> Select[Any]:
+    """:func:`_token_owner_statement` as plain columns, for the fast path (no ORM identity)."""
+    return (
+        select(
+            *_users.columns,
+            AuthSession.revoked_at.label("session_revoked_at"),
+            AuthSession.created_at.label("session_created_at"),
+        )
+        .join(AuthSession, AuthSession.user_id == _users.c.id)
+        .where(
+            _users.c.id == bindparam("token_user_id"),
+            AuthSession.id == bindparam("token_session_id"),
+        )
+    )
+
+
+def _detached_user(values: Sequence[Any]) -> User:
+    # A User outside any session, as if loaded and detached (no pending changes to flush).
+    user: User = User.__mapper__.class_manager.new_instance()
+    for field, value in zip(_USER_FIELDS, values, strict=False):
+        set_committed_value(user, field, value)
+    return user
+
+
+class ReadAccess:
+    """A read route's reader: the request's driver connection and the reader's access token,
+    whose signature and claims are verified and whose auth session is checked **in the same
+    round trip as the read** (:meth:`fetch`), or on its own when the user is needed first
+    (:meth:`user`).
+
+    Anonymous readers (``public_reads``) have no claims: :meth:`user` is ``None``.
+    """
+
+    __slots__ = ("_checked", "_claims", "_sessions", "_user", "connection")
+
+    def __init__(
+        self, connection: DriverConnection, sessions: Sessions, claims: AccessClaims | None
+    ) -> None:
+        self.connection = connection
+        self._sessions = sessions
+        self._claims = claims
+        self._user: User | None = None
+        self._checked = claims is None
+
+    @property
+    def reader_id(self) -> int | None:
+        """The reader's user id as the token claims it (checked before any row is answered)."""
+        return self._claims.user_id if self._claims is not None else None
+
+    async def user(self) -> User | None:
+        """The reader, checked (:class:`~postkit.errors.InvalidToken` if the token's session
+        is revoked or expired, or its user inactive or logged out everywhere)."""
+        if not self._checked:
+            assert self._claims is not None
+            self._user = await self._sessions.check_on(self.connection, self._claims)
+            self._checked = True
+        return self._user
+
+    async def fetch(
+        self, statement: Select[Any], params: dict[str, Any], *, order_desc: tuple[str, ...] = ()
+    ) -> list[Row]:
+        """The rows of ``statement``, with the reader's session checked in the same statement
+        when it is not checked yet.
+
+        :param order_desc: the columns of ``statement`` its rows are ordered by, descending
+            (the folded statement orders by them again). Its first column must never be NULL.
+        :raises InvalidToken: the token's session or user fails the check; no row is answered.
+        """
+        if self._checked:
+            return await self.connection.fetch(statement, params)
+        assert self._claims is not None
+        user, rows = await self._sessions.fetch_checked(
+            self.connection, self._claims, statement, params, order_desc=order_desc
+        )
+        self._user, self._checked = user, True
+        return rows
+
+
 class Sessions:
     """Opens, checks, rotates and ends auth sessions (``kit.sessions``).
 
@@ -99,6 +186,8 @@ class Sessions:
         self.refresh_ttl = refresh_ttl
         self.max_lifetime = max_lifetime
         self._token_owner = _token_owner_statement()
+        self._token_owner_columns = _token_owner_columns_statement()
+        self._folded: dict[tuple[int, tuple[str, ...]], tuple[Select[Any], Select[Any]]] = {}
 
     def _expired(self, created_at: datetime, now: datetime) -> bool:
         return created_at + self.max_lifetime <= now
@@ -112,10 +201,7 @@ class Sessions:
 
         :raises InvalidToken: for every reason a token fails, alike.
         """
-        try:
-            claims = self.tokens.verify_access_token(token)
-        except TokenError:
-            raise InvalidToken() from None
+        claims = self._claims(token)
         row = (
             await session.execute(
                 self._token_owner,
@@ -125,6 +211,83 @@ class Sessions:
         if row is None:
             raise InvalidToken()
         user, revoked_at, created_at = row
+        return self._checked(user, revoked_at, created_at, claims)
+
+    def verify(self, token: str) -> AccessClaims:
+        """The claims of an access token whose signature and claims are valid; its auth session
+        is not checked yet (:meth:`check_on`, :meth:`fetch_checked`).
+
+        :raises InvalidToken: a token postkit did not issue, or one expired.
+        """
+        return self._claims(token)
+
+    def _owner_params(self, claims: AccessClaims) -> dict[str, Any]:
+        return {"token_user_id": claims.user_id, "token_session_id": claims.session_id}
+
+    async def check_on(self, connection: DriverConnection, claims: AccessClaims) -> User:
+        """:meth:`authenticate`'s session and user checks on the fast path: one statement on a
+        driver connection, no transaction. The user is detached (read routes only read it).
+
+        :raises InvalidToken: for every reason a token fails, alike.
+        """
+        row = await connection.first(self._token_owner_columns, self._owner_params(claims))
+        if row is None:
+            raise InvalidToken()
+        return self._checked_row(row, claims)
+
+    async def fetch_checked(
+        self,
+        connection: DriverConnection,
+        claims: AccessClaims,
+        statement: Select[Any],
+        params: dict[str, Any],
+        *,
+        order_desc: tuple[str, ...] = (),
+    ) -> tuple[User, list[Row]]:
+        """:meth:`check_on` and ``statement`` in one round trip: the token owner's row, outer
+        joined to the statement's rows. Nothing is answered unless the check passes.
+
+        :raises InvalidToken: for every reason a token fails, alike.
+        """
+        folded = self._fold(statement, order_desc)
+        rows = await connection.fetch(folded, {**params, **self._owner_params(claims)})
+        if not rows:
+            raise InvalidToken()
+        user = self._checked_row(rows[0], claims)
+        if rows[0][_OWNER_WIDTH] is None:
+            return user, []  # the owner row alone: the statement selected nothing
+        return user, [row[_OWNER_WIDTH:] for row in rows]
+
+    def _fold(self, statement: Select[Any], order_desc: tuple[str, ...]) -> Select[Any]:
+        key = (id(statement), order_desc)
+        cached = self._folded.get(key)
+        if cached is not None and cached[0] is statement:
+            return cached[1]
+        owner = self._token_owner_columns.subquery("postkit_reader")
+        read = statement.subquery("postkit_read")
+        folded = select(*owner.c, *read.c).select_from(owner.outerjoin(read, true()))
+        if order_desc:
+            folded = folded.order_by(*(read.c[name].desc() for name in order_desc))
+        if len(self._folded) >= 256:
+            self._folded.clear()
+        # The statement is kept with its fold, so that its id cannot be reused by another.
+        self._folded[key] = (statement, folded)
+        return folded
+
+    def _checked_row(self, row: Sequence[Any], claims: AccessClaims) -> User:
+        user = _detached_user(row[: _OWNER_WIDTH - 2])
+        revoked_at, created_at = row[_OWNER_WIDTH - 2], row[_OWNER_WIDTH - 1]
+        return self._checked(user, revoked_at, created_at, claims).user
+
+    def _claims(self, token: str) -> AccessClaims:
+        try:
+            return self.tokens.verify_access_token(token)
+        except TokenError:
+            raise InvalidToken() from None
+
+    def _checked(
+        self, user: User, revoked_at: datetime | None, created_at: datetime, claims: AccessClaims
+    ) -> Authenticated:
         if (
             revoked_at is not None
             or self._expired(created_at, utcnow())

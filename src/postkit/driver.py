@@ -1,0 +1,236 @@
+"""The fast path: SQLAlchemy Core statements run on the pooled driver connection.
+
+postkit's hottest requests (a page of the feed, one post, the token check before them) are
+single statements. Through an ORM session each costs a ``BEGIN``, the statement and a
+``COMMIT``, plus SQLAlchemy's per-execution bookkeeping; here each costs one round trip:
+
+- the statement is still built with SQLAlchemy Core (plugins' filters composed in) and
+  compiled by SQLAlchemy for the engine's dialect, **once per query shape**: shapes are keyed by
+  SQLAlchemy's own cache key, so a plugin filter with a different value reuses the compiled
+  SQL and only the value changes;
+- it runs on the connection SQLAlchemy's pool hands out (so pool size, pre-ping of idle
+  connections, timeouts and PgBouncer settings all apply), straight on the driver (asyncpg or
+  aiosqlite), with no explicit transaction: one statement is atomic on its own;
+- parameters and results pass through the column types' bind and result processors, so values
+  come back exactly as the ORM would give them (aware UTC datetimes on SQLite too).
+
+An engine someone watches takes SQLAlchemy's own execution path instead, still without the
+ORM: with ``echo`` (or the ``sqlalchemy.engine`` logger at INFO) or a ``before_cursor_execute``
+/ ``after_cursor_execute`` listener (query logging, tracing such as OpenTelemetry's), every
+statement is seen as usual, at the cost of the speed.
+
+A lost link, a full pool or a query over ``database_command_timeout`` ends the connection
+(the pool opens a new one) and surfaces as an outage (503), like on the ORM path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.util import greenlet_spawn
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Dialect, Engine
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+    from sqlalchemy.pool import PoolProxiedConnection
+    from sqlalchemy.sql import Select
+    from sqlalchemy.sql.compiler import SQLCompiler
+
+__all__ = ["CompiledStatement", "DriverConnection", "StatementCache"]
+
+Processor = Callable[[Any], Any]
+Row = Sequence[Any]
+
+# Driver errors that mean the connection is gone (matched by class name, along each class's
+# bases: asyncpg is not imported for SQLite-only hosts).
+_LOST_LINK_ERRORS = frozenset(
+    {
+        "ConnectionDoesNotExistError",
+        "InterfaceError",
+        "PostgresConnectionError",
+        "CannotConnectNowError",
+        "AdminShutdownError",
+        "CrashShutdownError",
+        "TooManyConnectionsError",
+    }
+)
+
+
+def _is_lost_link(exc: BaseException) -> bool:
+    if isinstance(exc, (OSError, asyncio.TimeoutError)):
+        return True
+    return any(cls.__name__ in _LOST_LINK_ERRORS for cls in type(exc).__mro__)
+
+
+def is_watched(engine: Engine) -> bool:
+    """Whether statements on ``engine`` are logged or listened to (then the fast path steps
+    aside so that they are seen)."""
+    dispatch = engine.dispatch
+    if dispatch.before_cursor_execute or dispatch.after_cursor_execute:
+        return True
+    return engine.logger.isEnabledFor(logging.INFO)
+
+
+class CompiledStatement:
+    """One query shape compiled for one dialect: its SQL, the order of its parameters, and the
+    type processors of its parameters and result columns."""
+
+    __slots__ = ("_compiled", "_result_processors", "bind_processors", "names", "sql")
+
+    def __init__(self, compiled: SQLCompiler, statement: Select[Any], dialect: Dialect) -> None:
+        names = compiled.positiontup
+        if names is None:  # pragma: no cover - every driver postkit supports is positional
+            raise TypeError(f"{dialect.name}: postkit's fast path needs a positional paramstyle")
+        self._compiled = compiled
+        self.sql: str = compiled.string
+        self.names: tuple[str, ...] = tuple(names)
+        binds = compiled.binds
+        self.bind_processors: tuple[Processor | None, ...] = tuple(
+            binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self.names
+        )
+        processors = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in statement.selected_columns
+        ]
+        self._result_processors: tuple[tuple[int, Processor], ...] = tuple(
+            (index, processor) for index, processor in enumerate(processors) if processor
+        )
+
+    def arguments(self, params: dict[str, Any], extracted: Sequence[Any] | None) -> list[Any]:
+        """The positional arguments for ``params`` (and the values a plugin's filter carries)."""
+        values = self._compiled.construct_params(params, extracted_parameters=extracted)
+        arguments = [values[name] for name in self.names]
+        for index, processor in enumerate(self.bind_processors):
+            if processor is not None:
+                arguments[index] = processor(arguments[index])
+        return arguments
+
+    def rows(self, raw: Sequence[Row]) -> list[Row]:
+        """The driver's rows with the result processors applied (the rows as they are when no
+        column needs one)."""
+        if not self._result_processors:
+            return list(raw)
+        rows: list[Row] = []
+        for record in raw:
+            row = list(record)
+            for index, processor in self._result_processors:
+                row[index] = processor(row[index])
+            rows.append(row)
+        return rows
+
+
+class StatementCache:
+    """Compiled statements of one engine, by SQLAlchemy cache key (bounded: the oldest shapes
+    are forgotten first)."""
+
+    def __init__(self, dialect: Dialect, *, size: int = 500) -> None:
+        self.dialect = dialect
+        self.size = size
+        self._compiled: dict[Any, CompiledStatement] = {}
+
+    def prepare(
+        self, statement: Select[Any], params: dict[str, Any]
+    ) -> tuple[CompiledStatement, list[Any]]:
+        """The compiled shape of ``statement`` and its positional arguments for ``params``."""
+        key = statement._generate_cache_key()
+        if key is not None:
+            compiled = self._compiled.get(key.key)
+            if compiled is None:
+                compiled = self._compile(statement, key)
+            if compiled is not None:
+                return compiled, compiled.arguments(params, key.bindparams)
+        # Not cacheable (an element without a cache key, or an IN list whose length is part of
+        # the SQL): compiled for this execution alone, with its values.
+        bound = statement.params(params)
+        compiler = bound.compile(dialect=self.dialect, compile_kwargs={"render_postcompile": True})
+        once = CompiledStatement(compiler, bound, self.dialect)
+        return once, once.arguments({}, None)
+
+    def _compile(self, statement: Select[Any], key: Any) -> CompiledStatement | None:
+        dialect = self.dialect
+        compiler = dialect.statement_compiler(dialect, statement, cache_key=key)
+        if any(bind.expanding or bind.literal_execute for bind in compiler.binds.values()):
+            return None
+        compiled = CompiledStatement(compiler, statement, dialect)
+        if len(self._compiled) >= self.size:
+            del self._compiled[next(iter(self._compiled))]
+        self._compiled[key.key] = compiled
+        return compiled
+
+
+class DriverConnection:
+    """A pooled connection for fast-path statements, checked out on first use and returned by
+    :meth:`release`.
+
+    Statements run in the driver's autocommit mode: each is its own transaction.
+    """
+
+    __slots__ = ("_cache", "_core", "_driver", "_engine", "_fairy", "_sqlite")
+
+    def __init__(self, engine: AsyncEngine, cache: StatementCache) -> None:
+        self._engine = engine
+        self._cache = cache
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._fairy: PoolProxiedConnection | None = None
+        self._driver: Any = None
+        self._core: AsyncConnection | None = None
+
+    async def fetch(self, statement: Select[Any], params: dict[str, Any]) -> list[Row]:
+        """Every row ``statement`` selects with ``params``."""
+        if self._core is not None or (
+            self._driver is None and is_watched(self._engine.sync_engine)
+        ):
+            return await self._fetch_watched(statement, params)
+        compiled, arguments = self._cache.prepare(statement, params)
+        if self._driver is None:
+            await self._checkout()
+        try:
+            if self._sqlite:
+                raw = await self._driver.execute_fetchall(compiled.sql, arguments)
+            else:
+                raw = await self._driver.fetch(compiled.sql, *arguments)
+        except BaseException as exc:
+            if isinstance(exc, Exception) and not _is_lost_link(exc):
+                raise
+            # Gone, timed out or interrupted mid-statement: never hand this one out again.
+            await self._discard(exc)
+            if isinstance(exc, Exception):
+                raise DisconnectionError(f"database link lost: {type(exc).__name__}") from exc
+            raise
+        return compiled.rows(raw)
+
+    async def first(self, statement: Select[Any], params: dict[str, Any]) -> Row | None:
+        """The first row ``statement`` selects, or ``None``."""
+        rows = await self.fetch(statement, params)
+        return rows[0] if rows else None
+
+    async def _fetch_watched(self, statement: Select[Any], params: dict[str, Any]) -> list[Row]:
+        if self._core is None:
+            self._core = await self._engine.connect()
+        result = await self._core.execute(statement, params)
+        rows: list[Row] = list(result.all())
+        return rows
+
+    async def _checkout(self) -> None:
+        # The pool's own checkout: its size, timeout and idle-connection ping apply.
+        fairy = await self._engine.raw_connection()
+        self._fairy = fairy
+        self._driver = fairy.driver_connection
+
+    async def _discard(self, exc: BaseException) -> None:
+        fairy, self._fairy, self._driver = self._fairy, None, None
+        if fairy is not None:
+            await asyncio.shield(greenlet_spawn(fairy.invalidate, exc))
+
+    async def release(self) -> None:
+        """Return the connection to the pool (nothing to do if no statement ran)."""
+        fairy, self._fairy, self._driver = self._fairy, None, None
+        if fairy is not None:
+            await greenlet_spawn(fairy.close)
+        core, self._core = self._core, None
+        if core is not None:
+            await core.close()
