@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
-import aiosmtplib
-
 if TYPE_CHECKING:
     from postkit.settings import PostKitSettings
 
@@ -141,6 +139,8 @@ class SmtpMailer:
 
     async def send(self, message: MailMessage) -> None:
         """Connect, upgrade or wrap the connection as configured, log in, send, quit."""
+        import aiosmtplib  # here: a process that never sends mail never loads it
+
         await aiosmtplib.send(
             self.compose(message),
             hostname=self.host,

@@ -17,9 +17,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bookmarks import get_bookmarks_router
-from app.migrate import describe_database, migrate_async
 from app.plugin import CommunityRules
-from app.settings import AppSettings
+from app.settings import AppSettings, describe_database
 from postkit import PostKit
 from postkit.docs import serve_offline_docs
 
@@ -36,6 +35,10 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.info("socialapp: %s", describe_database(settings))
         if settings.migrate_on_startup:
+            # Imported here: Alembic (with Mako and Pygments) is about 7 MiB of memory that a
+            # worker which does not migrate never needs.
+            from app.migrate import migrate_async
+
             await migrate_async(settings.database_url)
             logger.info("socialapp: migrations applied")
         async with kit.lifespan(app):

@@ -15,7 +15,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from app.settings import AppSettings
+from app.settings import AppSettings, describe_database
 from postkit.migrations import VERSION_LOCATION, run_alembic, upgrade_composed_async
 
 APP_DIR = Path(__file__).resolve().parent
@@ -60,17 +60,6 @@ def main() -> None:
     settings = AppSettings()
     migrate(settings.database_url)
     logger.info("migrations applied (%s)", describe_database(settings))
-
-
-def describe_database(settings: AppSettings) -> str:
-    """Where the data lives, for logs: the SQLite file's absolute path, or the server."""
-    path = settings.sqlite_path
-    if path is not None:
-        return f"SQLite database at {path}"
-    from sqlalchemy.engine import make_url
-
-    url = make_url(settings.database_url)
-    return f"{url.get_backend_name()} database {url.database!r} on {url.host}:{url.port or ''}"
 
 
 if __name__ == "__main__":

@@ -85,3 +85,12 @@ class AppSettings(BaseSettings):
         if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
             return None
         return Path(url.database).resolve()
+
+
+def describe_database(settings: AppSettings) -> str:
+    """Where the data lives, for logs: the SQLite file's absolute path, or the server."""
+    path = settings.sqlite_path
+    if path is not None:
+        return f"SQLite database at {path}"
+    url = make_url(settings.database_url)
+    return f"{url.get_backend_name()} database {url.database!r} on {url.host}:{url.port or ''}"
