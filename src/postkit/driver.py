@@ -75,6 +75,16 @@ def is_watched(engine: Engine) -> bool:
     return engine.logger.isEnabledFor(logging.INFO)
 
 
+def _result_processors(
+    statement: Select[Any], dialect: Dialect
+) -> tuple[tuple[int, Processor], ...]:
+    processors = [
+        column.type.dialect_impl(dialect).result_processor(dialect, None)
+        for column in statement.selected_columns
+    ]
+    return tuple((index, processor) for index, processor in enumerate(processors) if processor)
+
+
 class CompiledStatement:
     """One query shape compiled for one dialect: its SQL, the order of its parameters, and the
     type processors of its parameters and result columns."""
@@ -92,13 +102,7 @@ class CompiledStatement:
         self.bind_processors: tuple[Processor | None, ...] = tuple(
             binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self.names
         )
-        processors = [
-            column.type.dialect_impl(dialect).result_processor(dialect, None)
-            for column in statement.selected_columns
-        ]
-        self._result_processors: tuple[tuple[int, Processor], ...] = tuple(
-            (index, processor) for index, processor in enumerate(processors) if processor
-        )
+        self._result_processors = _result_processors(statement, dialect)
 
     def arguments(self, params: dict[str, Any], extracted: Sequence[Any] | None) -> list[Any]:
         """The positional arguments for ``params`` (and the values a plugin's filter carries)."""
@@ -112,15 +116,42 @@ class CompiledStatement:
     def rows(self, raw: Sequence[Row]) -> list[Row]:
         """The driver's rows with the result processors applied (the rows as they are when no
         column needs one)."""
-        if not self._result_processors:
-            return list(raw)
-        rows: list[Row] = []
-        for record in raw:
-            row = list(record)
-            for index, processor in self._result_processors:
-                row[index] = processor(row[index])
-            rows.append(row)
-        return rows
+        return _processed(raw, self._result_processors)
+
+
+class _OneOff:
+    """A statement compiled for one execution, with its values (an IN list's length is part of
+    its SQL, so its shape is not cached)."""
+
+    __slots__ = ("_result_processors", "arguments", "sql")
+
+    def __init__(self, statement: Select[Any], params: dict[str, Any], dialect: Dialect) -> None:
+        bound = statement.params(params)
+        state = bound.compile(dialect=dialect).construct_expanded_state()
+        self.sql: str = state.statement
+        names = state.positiontup or ()
+        arguments = [state.parameters[name] for name in names]
+        for index, name in enumerate(names):
+            processor = state.processors.get(name)
+            if processor is not None:
+                arguments[index] = processor(arguments[index])
+        self.arguments = arguments
+        self._result_processors = _result_processors(statement, dialect)
+
+    def rows(self, raw: Sequence[Row]) -> list[Row]:
+        return _processed(raw, self._result_processors)
+
+
+def _processed(raw: Sequence[Row], processors: tuple[tuple[int, Processor], ...]) -> list[Row]:
+    if not processors:
+        return list(raw)
+    rows: list[Row] = []
+    for record in raw:
+        row = list(record)
+        for index, processor in processors:
+            row[index] = processor(row[index])
+        rows.append(row)
+    return rows
 
 
 class StatementCache:
@@ -130,32 +161,32 @@ class StatementCache:
     def __init__(self, dialect: Dialect, *, size: int = 500) -> None:
         self.dialect = dialect
         self.size = size
-        self._compiled: dict[Any, CompiledStatement] = {}
+        self._compiled: dict[Any, CompiledStatement | None] = {}
 
     def prepare(
         self, statement: Select[Any], params: dict[str, Any]
-    ) -> tuple[CompiledStatement, list[Any]]:
+    ) -> tuple[CompiledStatement | _OneOff, list[Any]]:
         """The compiled shape of ``statement`` and its positional arguments for ``params``."""
         key = statement._generate_cache_key()
         if key is not None:
-            compiled = self._compiled.get(key.key)
-            if compiled is None:
-                compiled = self._compile(statement, key)
+            shape = key.key
+            compiled = (
+                self._compiled[shape] if shape in self._compiled else self._compile(statement, key)
+            )
             if compiled is not None:
                 return compiled, compiled.arguments(params, key.bindparams)
         # Not cacheable (an element without a cache key, or an IN list whose length is part of
         # the SQL): compiled for this execution alone, with its values.
-        bound = statement.params(params)
-        compiler = bound.compile(dialect=self.dialect, compile_kwargs={"render_postcompile": True})
-        once = CompiledStatement(compiler, bound, self.dialect)
-        return once, once.arguments({}, None)
+        once = _OneOff(statement, params, self.dialect)
+        return once, once.arguments
 
     def _compile(self, statement: Select[Any], key: Any) -> CompiledStatement | None:
         dialect = self.dialect
         compiler = dialect.statement_compiler(dialect, statement, cache_key=key)
         if any(bind.expanding or bind.literal_execute for bind in compiler.binds.values()):
-            return None
-        compiled = CompiledStatement(compiler, statement, dialect)
+            compiled = None  # remembered as a shape to compile for each execution
+        else:
+            compiled = CompiledStatement(compiler, statement, dialect)
         if len(self._compiled) >= self.size:
             del self._compiled[next(iter(self._compiled))]
         self._compiled[key.key] = compiled
