@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import StaticPool
 
-from postkit.driver import DriverConnection, StatementCache
+from postkit.driver import DriverReads, StatementCache
 from postkit.urls import normalize_database_url
 
 if TYPE_CHECKING:
@@ -164,11 +164,8 @@ class Database:
         self.engine = engine
         self.sessionmaker = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
         self.statements = StatementCache(engine.dialect)
-
-    def driver_connection(self) -> DriverConnection:
-        """A pooled driver connection for fast-path reads (checked out on its first statement;
-        the caller must :meth:`~postkit.driver.DriverConnection.release` it)."""
-        return DriverConnection(self.engine, self.statements)
+        self.reads = DriverReads(self.engine, self.statements)
+        """Fast-path reads: single statements on pooled driver connections."""
 
     @classmethod
     def from_settings(cls, settings: PostKitSettings) -> Database:

@@ -35,12 +35,12 @@ from sqlalchemy.util import greenlet_spawn
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect, Engine
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncEngine
     from sqlalchemy.pool import PoolProxiedConnection
     from sqlalchemy.sql import Select
     from sqlalchemy.sql.compiler import SQLCompiler
 
-__all__ = ["CompiledStatement", "DriverConnection", "StatementCache"]
+__all__ = ["CompiledStatement", "DriverReads", "StatementCache", "is_watched"]
 
 Processor = Callable[[Any], Any]
 Row = Sequence[Any]
@@ -193,45 +193,45 @@ class StatementCache:
         return compiled
 
 
-class DriverConnection:
-    """A pooled connection for fast-path statements, checked out on first use and returned by
-    :meth:`release`.
-
-    Statements run in the driver's autocommit mode: each is its own transaction.
+class DriverReads:
+    """Single statements on pooled driver connections (``kit.db.reads``): each :meth:`fetch`
+    checks a connection out of the pool, runs its statement in the driver's autocommit mode
+    (the statement is its own transaction) and returns the connection at once.
     """
 
-    __slots__ = ("_cache", "_core", "_driver", "_engine", "_fairy", "_sqlite")
+    __slots__ = ("_cache", "_engine", "_sqlite")
 
     def __init__(self, engine: AsyncEngine, cache: StatementCache) -> None:
         self._engine = engine
         self._cache = cache
         self._sqlite = engine.dialect.name == "sqlite"
-        self._fairy: PoolProxiedConnection | None = None
-        self._driver: Any = None
-        self._core: AsyncConnection | None = None
 
     async def fetch(self, statement: Select[Any], params: dict[str, Any]) -> list[Row]:
         """Every row ``statement`` selects with ``params``."""
-        if self._core is not None or (
-            self._driver is None and is_watched(self._engine.sync_engine)
-        ):
+        if is_watched(self._engine.sync_engine):
             return await self._fetch_watched(statement, params)
         compiled, arguments = self._cache.prepare(statement, params)
-        if self._driver is None:
-            await self._checkout()
+        # The pool's own checkout: its size, timeout and idle-connection ping apply.
+        fairy: PoolProxiedConnection | None = await self._engine.raw_connection()
+        assert fairy is not None
         try:
+            driver: Any = fairy.driver_connection
             if self._sqlite:
-                raw = await self._driver.execute_fetchall(compiled.sql, arguments)
+                raw = await driver.execute_fetchall(compiled.sql, arguments)
             else:
-                raw = await self._driver.fetch(compiled.sql, *arguments)
+                raw = await driver.fetch(compiled.sql, *arguments)
         except BaseException as exc:
             if isinstance(exc, Exception) and not _is_lost_link(exc):
                 raise
             # Gone, timed out or interrupted mid-statement: never hand this one out again.
-            await self._discard(exc)
+            gone, fairy = fairy, None
+            await asyncio.shield(greenlet_spawn(gone.invalidate, exc))
             if isinstance(exc, Exception):
                 raise DisconnectionError(f"database link lost: {type(exc).__name__}") from exc
             raise
+        finally:
+            if fairy is not None:
+                await greenlet_spawn(fairy.close)
         return compiled.rows(raw)
 
     async def first(self, statement: Select[Any], params: dict[str, Any]) -> Row | None:
@@ -240,28 +240,7 @@ class DriverConnection:
         return rows[0] if rows else None
 
     async def _fetch_watched(self, statement: Select[Any], params: dict[str, Any]) -> list[Row]:
-        if self._core is None:
-            self._core = await self._engine.connect()
-        result = await self._core.execute(statement, params)
-        rows: list[Row] = list(result.all())
+        async with self._engine.connect() as connection:
+            result = await connection.execute(statement, params)
+            rows: list[Row] = list(result.all())
         return rows
-
-    async def _checkout(self) -> None:
-        # The pool's own checkout: its size, timeout and idle-connection ping apply.
-        fairy = await self._engine.raw_connection()
-        self._fairy = fairy
-        self._driver = fairy.driver_connection
-
-    async def _discard(self, exc: BaseException) -> None:
-        fairy, self._fairy, self._driver = self._fairy, None, None
-        if fairy is not None:
-            await asyncio.shield(greenlet_spawn(fairy.invalidate, exc))
-
-    async def release(self) -> None:
-        """Return the connection to the pool (nothing to do if no statement ran)."""
-        fairy, self._fairy, self._driver = self._fairy, None, None
-        if fairy is not None:
-            await greenlet_spawn(fairy.close)
-        core, self._core = self._core, None
-        if core is not None:
-            await core.close()

@@ -23,7 +23,7 @@ from sqlalchemy import CursorResult, Select, Table, bindparam, delete, select, t
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from postkit.driver import DriverConnection, Row
+from postkit.driver import DriverReads, Row
 from postkit.errors import InvalidRefreshToken, InvalidToken, SessionNotFound
 from postkit.models import USER_AGENT_MAX_LENGTH, AuthSession, RefreshToken, User, utcnow
 from postkit.security import (
@@ -113,7 +113,7 @@ def _detached_user(values: Sequence[Any]) -> User:
 
 
 class ReadAccess:
-    """A read route's reader: the request's driver connection and the reader's access token,
+    """A read route's reader: the kit's driver reads and the reader's access token,
     whose signature and claims are verified and whose auth session is checked **in the same
     round trip as the read** (:meth:`fetch`), or on its own when the user is needed first
     (:meth:`user`).
@@ -121,12 +121,10 @@ class ReadAccess:
     Anonymous readers (``public_reads``) have no claims: :meth:`user` is ``None``.
     """
 
-    __slots__ = ("_checked", "_claims", "_sessions", "_user", "connection")
+    __slots__ = ("_checked", "_claims", "_sessions", "_user", "reads")
 
-    def __init__(
-        self, connection: DriverConnection, sessions: Sessions, claims: AccessClaims | None
-    ) -> None:
-        self.connection = connection
+    def __init__(self, reads: DriverReads, sessions: Sessions, claims: AccessClaims | None) -> None:
+        self.reads = reads
         self._sessions = sessions
         self._claims = claims
         self._user: User | None = None
@@ -142,7 +140,7 @@ class ReadAccess:
         is revoked or expired, or its user inactive or logged out everywhere)."""
         if not self._checked:
             assert self._claims is not None
-            self._user = await self._sessions.check_on(self.connection, self._claims)
+            self._user = await self._sessions.check_on(self.reads, self._claims)
             self._checked = True
         return self._user
 
@@ -157,10 +155,10 @@ class ReadAccess:
         :raises InvalidToken: the token's session or user fails the check; no row is answered.
         """
         if self._checked:
-            return await self.connection.fetch(statement, params)
+            return await self.reads.fetch(statement, params)
         assert self._claims is not None
         user, rows = await self._sessions.fetch_checked(
-            self.connection, self._claims, statement, params, order_desc=order_desc
+            self.reads, self._claims, statement, params, order_desc=order_desc
         )
         self._user, self._checked = user, True
         return rows
@@ -224,20 +222,20 @@ class Sessions:
     def _owner_params(self, claims: AccessClaims) -> dict[str, Any]:
         return {"token_user_id": claims.user_id, "token_session_id": claims.session_id}
 
-    async def check_on(self, connection: DriverConnection, claims: AccessClaims) -> User:
+    async def check_on(self, reads: DriverReads, claims: AccessClaims) -> User:
         """:meth:`authenticate`'s session and user checks on the fast path: one statement on a
         driver connection, no transaction. The user is detached (read routes only read it).
 
         :raises InvalidToken: for every reason a token fails, alike.
         """
-        row = await connection.first(self._token_owner_columns, self._owner_params(claims))
+        row = await reads.first(self._token_owner_columns, self._owner_params(claims))
         if row is None:
             raise InvalidToken()
         return self._checked_row(row, claims)
 
     async def fetch_checked(
         self,
-        connection: DriverConnection,
+        reads: DriverReads,
         claims: AccessClaims,
         statement: Select[Any],
         params: dict[str, Any],
@@ -250,7 +248,7 @@ class Sessions:
         :raises InvalidToken: for every reason a token fails, alike.
         """
         folded = self._fold(statement, order_desc)
-        rows = await connection.fetch(folded, {**params, **self._owner_params(claims)})
+        rows = await reads.fetch(folded, {**params, **self._owner_params(claims)})
         if not rows:
             raise InvalidToken()
         user = self._checked_row(rows[0], claims)
