@@ -26,24 +26,37 @@ A lost link, a full pool or a query over ``database_command_timeout`` ends the c
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.util import greenlet_spawn
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from sqlalchemy.engine import Dialect, Engine
     from sqlalchemy.ext.asyncio import AsyncEngine
     from sqlalchemy.pool import PoolProxiedConnection
-    from sqlalchemy.sql import Select
+    from sqlalchemy.sql import Delete, Insert, Select, Update
     from sqlalchemy.sql.compiler import SQLCompiler
 
-__all__ = ["CompiledStatement", "DriverReads", "StatementCache", "is_watched"]
+__all__ = [
+    "CompiledStatement",
+    "DriverReads",
+    "DriverTransaction",
+    "StatementCache",
+    "Transaction",
+    "is_watched",
+]
 
 Processor = Callable[[Any], Any]
 Row = Sequence[Any]
+Statement: TypeAlias = "Select[Any] | Insert | Update | Delete"
+"""What the fast path runs: a SELECT, or an INSERT/UPDATE/DELETE (with RETURNING for rows)."""
 
 # Driver errors that mean the connection is gone (matched by class name, along each class's
 # bases: asyncpg is not imported for SQLite-only hosts).
@@ -75,12 +88,17 @@ def is_watched(engine: Engine) -> bool:
     return engine.logger.isEnabledFor(logging.INFO)
 
 
-def _result_processors(
-    statement: Select[Any], dialect: Dialect
-) -> tuple[tuple[int, Processor], ...]:
+def _row_type(statement: Statement) -> Any:
+    names = [
+        column.key or f"column_{index}" for index, column in enumerate(statement.exported_columns)
+    ]
+    return collections.namedtuple("Row", names, rename=True)
+
+
+def _result_processors(statement: Statement, dialect: Dialect) -> tuple[tuple[int, Processor], ...]:
     processors = [
         column.type.dialect_impl(dialect).result_processor(dialect, None)
-        for column in statement.selected_columns
+        for column in statement.exported_columns
     ]
     return tuple((index, processor) for index, processor in enumerate(processors) if processor)
 
@@ -89,9 +107,9 @@ class CompiledStatement:
     """One query shape compiled for one dialect: its SQL, the order of its parameters, and the
     type processors of its parameters and result columns."""
 
-    __slots__ = ("_compiled", "_result_processors", "bind_processors", "names", "sql")
+    __slots__ = ("_compiled", "_result_processors", "_row_type", "bind_processors", "names", "sql")
 
-    def __init__(self, compiled: SQLCompiler, statement: Select[Any], dialect: Dialect) -> None:
+    def __init__(self, compiled: SQLCompiler, statement: Statement, dialect: Dialect) -> None:
         names = compiled.positiontup
         if names is None:  # pragma: no cover - every driver postkit supports is positional
             raise TypeError(f"{dialect.name}: postkit's fast path needs a positional paramstyle")
@@ -103,6 +121,7 @@ class CompiledStatement:
             binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self.names
         )
         self._result_processors = _result_processors(statement, dialect)
+        self._row_type = _row_type(statement)
 
     def arguments(self, params: dict[str, Any], extracted: Sequence[Any] | None) -> list[Any]:
         """The positional arguments for ``params`` (and the values a plugin's filter carries)."""
@@ -118,14 +137,18 @@ class CompiledStatement:
         column needs one)."""
         return _processed(raw, self._result_processors)
 
+    def named_rows(self, raw: Sequence[Row]) -> list[Any]:
+        """:meth:`rows` as named tuples (``row.vote_count``)."""
+        return [self._row_type._make(row) for row in self.rows(raw)]
+
 
 class _OneOff:
     """A statement compiled for one execution, with its values (an IN list's length is part of
     its SQL, so its shape is not cached)."""
 
-    __slots__ = ("_result_processors", "arguments", "sql")
+    __slots__ = ("_result_processors", "_row_type", "arguments", "sql")
 
-    def __init__(self, statement: Select[Any], params: dict[str, Any], dialect: Dialect) -> None:
+    def __init__(self, statement: Statement, params: dict[str, Any], dialect: Dialect) -> None:
         bound = statement.params(params)
         state = bound.compile(dialect=dialect).construct_expanded_state()
         self.sql: str = state.statement
@@ -137,9 +160,13 @@ class _OneOff:
                 arguments[index] = processor(arguments[index])
         self.arguments = arguments
         self._result_processors = _result_processors(statement, dialect)
+        self._row_type = _row_type(statement)
 
     def rows(self, raw: Sequence[Row]) -> list[Row]:
         return _processed(raw, self._result_processors)
+
+    def named_rows(self, raw: Sequence[Row]) -> list[Any]:
+        return [self._row_type._make(row) for row in self.rows(raw)]
 
 
 def _processed(raw: Sequence[Row], processors: tuple[tuple[int, Processor], ...]) -> list[Row]:
@@ -164,7 +191,7 @@ class StatementCache:
         self._compiled: dict[Any, CompiledStatement | None] = {}
 
     def prepare(
-        self, statement: Select[Any], params: dict[str, Any]
+        self, statement: Statement, params: dict[str, Any]
     ) -> tuple[CompiledStatement | _OneOff, list[Any]]:
         """The compiled shape of ``statement`` and its positional arguments for ``params``."""
         key = statement._generate_cache_key()
@@ -180,7 +207,7 @@ class StatementCache:
         once = _OneOff(statement, params, self.dialect)
         return once, once.arguments
 
-    def _compile(self, statement: Select[Any], key: Any) -> CompiledStatement | None:
+    def _compile(self, statement: Statement, key: Any) -> CompiledStatement | None:
         dialect = self.dialect
         compiler = dialect.statement_compiler(dialect, statement, cache_key=key)
         if any(bind.expanding or bind.literal_execute for bind in compiler.binds.values()):
@@ -244,3 +271,120 @@ class DriverReads:
             result = await connection.execute(statement, params)
             rows: list[Row] = list(result.all())
         return rows
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """One transaction on one pooled driver connection: its statements run in order and
+        :meth:`DriverTransaction.commit` ends it; leaving the block without committing rolls
+        it back. A lost link discards the connection and surfaces as an outage."""
+        if is_watched(self._engine.sync_engine):
+            async with self._engine.connect() as connection, connection.begin() as begun:
+                yield _WatchedTransaction(connection, begun)
+            return
+        fairy: PoolProxiedConnection | None = await self._engine.raw_connection()
+        assert fairy is not None
+        driver: Any = fairy.driver_connection
+        transaction = DriverTransaction(driver, self._cache, sqlite=self._sqlite)
+        try:
+            await transaction._begin()
+            yield transaction
+            await transaction._end()
+        except BaseException as exc:
+            lost = not isinstance(exc, Exception) or _is_lost_link(exc)
+            if not lost:
+                try:
+                    await transaction._end()
+                except Exception as end_failure:
+                    lost, exc = _is_lost_link(end_failure), end_failure
+            if not lost:
+                raise
+            gone, fairy = fairy, None
+            await asyncio.shield(greenlet_spawn(gone.invalidate, exc))
+            if isinstance(exc, Exception):
+                raise DisconnectionError(f"database link lost: {type(exc).__name__}") from exc
+            raise
+        finally:
+            if fairy is not None:
+                await greenlet_spawn(fairy.close)
+
+
+class Transaction(Protocol):
+    """What :meth:`DriverReads.transaction` gives: statements in order, then a commit."""
+
+    async def execute(
+        self, statement: Statement, params: dict[str, Any] | None = None
+    ) -> list[Any]: ...
+
+    async def commit(self) -> None: ...
+
+
+class DriverTransaction:
+    """Statements of one transaction on a driver connection (see
+    :meth:`DriverReads.transaction`). Rows come back as named tuples of the statement's
+    columns (``row.vote_count``)."""
+
+    __slots__ = ("_cache", "_driver", "_open", "_sqlite", "_transaction")
+
+    def __init__(self, driver: Any, cache: StatementCache, *, sqlite: bool) -> None:
+        self._driver = driver
+        self._cache = cache
+        self._sqlite = sqlite
+        self._transaction: Any = None
+        self._open = False
+
+    async def _begin(self) -> None:
+        if self._sqlite:
+            # pysqlite begins before the first write; reads before it see the latest commit.
+            self._open = True
+            return
+        self._transaction = self._driver.transaction()
+        await self._transaction.start()
+        self._open = True
+
+    async def _end(self) -> None:
+        """Roll back whatever was not committed."""
+        if not self._open:
+            return
+        self._open = False
+        if self._sqlite:
+            await self._driver.rollback()
+        else:
+            await self._transaction.rollback()
+
+    async def execute(
+        self, statement: Statement, params: dict[str, Any] | None = None
+    ) -> list[Any]:
+        """The rows ``statement`` answers (its RETURNING columns for a write)."""
+        compiled, arguments = self._cache.prepare(statement, params or {})
+        if self._sqlite:
+            raw = await self._driver.execute_fetchall(compiled.sql, arguments)
+        else:
+            raw = await self._driver.fetch(compiled.sql, *arguments)
+        return compiled.named_rows(raw)
+
+    async def commit(self) -> None:
+        """Commit the transaction (the block then has nothing left to roll back)."""
+        if not self._open:
+            raise RuntimeError("the transaction is already over")
+        self._open = False
+        if self._sqlite:
+            await self._driver.commit()
+        else:
+            await self._transaction.commit()
+
+
+class _WatchedTransaction:
+    """:class:`DriverTransaction` on SQLAlchemy's own execution (a watched engine)."""
+
+    def __init__(self, connection: Any, begun: Any) -> None:
+        self._connection = connection
+        self._begun = begun
+
+    async def execute(
+        self, statement: Statement, params: dict[str, Any] | None = None
+    ) -> list[Any]:
+        result = await self._connection.execute(statement, params or {})
+        return list(result.all()) if result.returns_rows else []
+
+    async def commit(self) -> None:
+        await self._begun.commit()
