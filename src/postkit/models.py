@@ -359,9 +359,7 @@ class CommentRevision(Base):
     __table_args__ = (Index("ix_postkit_comment_revisions_comment_id_id", "comment_id", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    comment_id: Mapped[int] = mapped_column(
-        ForeignKey("postkit_comments.id", ondelete="CASCADE")
-    )
+    comment_id: Mapped[int] = mapped_column(ForeignKey("postkit_comments.id", ondelete="CASCADE"))
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
     editor_id: Mapped[int | None] = mapped_column(

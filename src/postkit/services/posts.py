@@ -58,6 +58,7 @@ _FEED_COLUMNS = (
     Post.updated_at,
     Post.owner_id,
     Post.vote_count,
+    Post.comment_count,
     User.username,
 )
 
@@ -260,7 +261,18 @@ def post_statement(
 
 
 def _row_dict(row: Any) -> dict[str, Any]:
-    post_id, title, content, published, created_at, updated_at, owner_id, votes, username = row
+    (
+        post_id,
+        title,
+        content,
+        published,
+        created_at,
+        updated_at,
+        owner_id,
+        votes,
+        comment_count,
+        username,
+    ) = row
     return {
         "id": post_id,
         "title": title,
@@ -271,6 +283,7 @@ def _row_dict(row: Any) -> dict[str, Any]:
         "owner_id": owner_id,
         "owner": {"id": owner_id, "username": username},
         "votes": votes,
+        "comment_count": comment_count,
         "extra": {},
     }
 
@@ -287,6 +300,7 @@ def serialize_post(post: Post, *, username: str) -> dict[str, Any]:
             post.updated_at,
             post.owner_id,
             post.vote_count,
+            post.comment_count or 0,
             username,
         )
     )
@@ -303,6 +317,7 @@ def _post_from_dict(item: dict[str, Any]) -> Post:
         updated_at=item["updated_at"],
         owner_id=item["owner_id"],
         vote_count=item["votes"],
+        comment_count=item["comment_count"],
     )
     set_committed_value(
         post, "owner", User(id=item["owner_id"], username=item["owner"]["username"])

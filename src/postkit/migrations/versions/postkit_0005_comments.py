@@ -119,9 +119,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("user_id", "comment_id", name="pk_postkit_comment_votes"),
     )
-    op.create_index(
-        "ix_postkit_comment_votes_comment_id", "postkit_comment_votes", ["comment_id"]
-    )
+    op.create_index("ix_postkit_comment_votes_comment_id", "postkit_comment_votes", ["comment_id"])
 
     op.create_table(
         "postkit_comment_revisions",
