@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     func,
+    text,
     true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -287,6 +288,10 @@ class AccountToken(Base):
     used_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
+COMMENT_SORT_KEYS = ("created_at", "score", "best_rank")
+"""The columns comment pages are sorted by (``new``, ``top``, ``best``), each indexed."""
+
+
 class Comment(Base):
     """A comment on a post, or a reply to another comment of the same post (``parent_id``).
 
@@ -297,22 +302,36 @@ class Comment(Base):
     stays as a placeholder: ``deleted_at`` set, ``body`` and ``author_id`` cleared. A comment
     whose author's account is gone keeps its body with ``author_id`` null.
 
-    Every listing is a keyset walk of one of the ``(post_id, parent_id, <sort key>, id)``
-    indexes (top-level comments have ``parent_id`` NULL, which the index holds too).
+    Every listing is a keyset walk of one index per sort: a post's top-level comments walk a
+    partial index ``(post_id, <sort key>, id) WHERE parent_id IS NULL`` (PostgreSQL cannot
+    take its order from an index after an ``IS NULL`` condition), a comment's replies walk
+    ``(parent_id, <sort key>, id)``.
     """
 
     __tablename__ = "postkit_comments"
-    __table_args__ = (
-        Index("ix_postkit_comments_thread_created_at", "post_id", "parent_id", "created_at", "id"),
-        Index("ix_postkit_comments_thread_score", "post_id", "parent_id", "score", "id"),
-        Index("ix_postkit_comments_thread_best_rank", "post_id", "parent_id", "best_rank", "id"),
+    __table_args__ = tuple(
+        Index(
+            f"ix_postkit_comments_top_{key}",
+            "post_id",
+            key,
+            "id",
+            postgresql_where=text("parent_id IS NULL"),
+            sqlite_where=text("parent_id IS NULL"),
+        )
+        for key in COMMENT_SORT_KEYS
+    ) + tuple(
+        Index(f"ix_postkit_comments_replies_{key}", "parent_id", key, "id")
+        for key in COMMENT_SORT_KEYS
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    post_id: Mapped[int] = mapped_column(ForeignKey("postkit_posts.id", ondelete="CASCADE"))
-    # Indexed for the foreign key's cascade (a post's deletion removes its threads).
+    # Indexed for the foreign key's cascade (a post's deletion removes its threads); the
+    # replies indexes serve the parent's.
+    post_id: Mapped[int] = mapped_column(
+        ForeignKey("postkit_posts.id", ondelete="CASCADE"), index=True
+    )
     parent_id: Mapped[int | None] = mapped_column(
-        ForeignKey("postkit_comments.id", ondelete="CASCADE"), index=True, default=None
+        ForeignKey("postkit_comments.id", ondelete="CASCADE"), default=None
     )
     author_id: Mapped[int | None] = mapped_column(
         ForeignKey("postkit_users.id", ondelete="SET NULL"), index=True, default=None

@@ -255,8 +255,10 @@ def _replies_query(sort: CommentSort, filters: Sequence[ColumnElement[bool]]) ->
         select(*_COLUMNS, rank.label("rank"))
         .outerjoin(_author, _author.id == Comment.author_id)
         .where(
-            Comment.post_id == bindparam("post_id"),
-            Comment.parent_id.in_(bindparam("parent_ids", expanding=True)),
+            Comment.post_id == bindparam("post_id", type_=Comment.post_id.type),
+            Comment.parent_id.in_(
+                bindparam("parent_ids", expanding=True, type_=Comment.id.type)
+            ),
             *filters,
         )
         .subquery("replies")
@@ -264,7 +266,7 @@ def _replies_query(sort: CommentSort, filters: Sequence[ColumnElement[bool]]) ->
     columns = [column for column in inner.c if column.key != "rank"]
     statement: AnySelect = (
         select(*columns)
-        .where(inner.c.rank <= bindparam("replies"))
+        .where(inner.c.rank <= bindparam("replies", type_=Comment.id.type))
         .order_by(inner.c.parent_id, inner.c.rank)
     )
     return statement

@@ -1,8 +1,9 @@
 """Comments: threaded comments on posts, their votes and their edit history.
 
 - ``postkit_comments``: comments and replies, with their counters (``reply_count``, ``score``,
-  ``upvotes``, ``downvotes``) and stored ranking scores, and one ``(post_id, parent_id, <sort
-  key>, id)`` index per sort (``new``, ``top``, ``best``).
+  ``upvotes``, ``downvotes``) and stored ranking scores, and per sort (``new``, ``top``,
+  ``best``) two indexes: ``(post_id, <key>, id)`` for top-level comments (partial) and
+  ``(parent_id, <key>, id)`` for replies.
 - ``postkit_comment_votes``: one row per user and comment, its signed weight.
 - ``postkit_comment_revisions``: the previous body of a comment at each edit.
 - ``postkit_posts`` gains ``comment_count`` (server default 0: no post has comments yet, so no
@@ -30,11 +31,7 @@ down_revision: str | Sequence[str] | None = "postkit_0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-THREAD_INDEXES = {
-    "ix_postkit_comments_thread_created_at": "created_at",
-    "ix_postkit_comments_thread_score": "score",
-    "ix_postkit_comments_thread_best_rank": "best_rank",
-}
+SORT_KEYS = ("created_at", "score", "best_rank")  # sort=new, top, best
 
 
 def _timestamp(name: str, *, nullable: bool = False, default: bool = True) -> sa.Column[object]:
@@ -94,9 +91,21 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name="pk_postkit_comments"),
     )
-    for name, key in THREAD_INDEXES.items():
-        op.create_index(name, "postkit_comments", ["post_id", "parent_id", key, "id"])
-    op.create_index("ix_postkit_comments_parent_id", "postkit_comments", ["parent_id"])
+    top_level = sa.text("parent_id IS NULL")
+    for key in SORT_KEYS:
+        # A post's top-level comments: partial, since PostgreSQL takes no order from an index
+        # after an IS NULL condition.
+        op.create_index(
+            f"ix_postkit_comments_top_{key}",
+            "postkit_comments",
+            ["post_id", key, "id"],
+            postgresql_where=top_level,
+            sqlite_where=top_level,
+        )
+        op.create_index(
+            f"ix_postkit_comments_replies_{key}", "postkit_comments", ["parent_id", key, "id"]
+        )
+    op.create_index("ix_postkit_comments_post_id", "postkit_comments", ["post_id"])
     op.create_index("ix_postkit_comments_author_id", "postkit_comments", ["author_id"])
 
     op.create_table(
