@@ -21,7 +21,7 @@ def test_upgrade_adds_comments_to_a_populated_database(empty_database_url):
         "INSERT INTO postkit_posts (title, content, owner_id, vote_count) VALUES ('t', 'c', 1, 4)",
     )
     upgrade(url, "postkit_0005")
-    assert COMMENT_TABLES <= table_names(url)
+    assert table_names(url) >= COMMENT_TABLES
     assert [
         tuple(r) for r in run_sql(url, "SELECT title, vote_count, comment_count FROM postkit_posts")
     ] == [("t", 4, 0)]

@@ -256,9 +256,7 @@ def _replies_query(sort: CommentSort, filters: Sequence[ColumnElement[bool]]) ->
         .outerjoin(_author, _author.id == Comment.author_id)
         .where(
             Comment.post_id == bindparam("post_id", type_=Comment.post_id.type),
-            Comment.parent_id.in_(
-                bindparam("parent_ids", expanding=True, type_=Comment.id.type)
-            ),
+            Comment.parent_id.in_(bindparam("parent_ids", expanding=True, type_=Comment.id.type)),
             *filters,
         )
         .subquery("replies")
