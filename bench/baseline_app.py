@@ -42,7 +42,7 @@ from starlette.routing import Route
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "iss", "aud", "jti"]
 POST_COLUMNS = """
     p.id, p.title, p.content, p.published, p.created_at, p.updated_at, p.owner_id,
-    u.username, p.vote_count
+    u.username, p.vote_count, p.comment_count
 """
 
 
@@ -156,6 +156,7 @@ def post_json(row: asyncpg.Record) -> dict[str, Any]:
         "owner_id": row["owner_id"],
         "owner": {"id": row["owner_id"], "username": row["username"]},
         "votes": row["vote_count"],
+        "comment_count": row["comment_count"],
         "extra": {},
     }
 

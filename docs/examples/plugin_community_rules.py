@@ -1,4 +1,5 @@
-"""Community rules: banned words, no voting on your own posts, moderators may edit anything.
+"""Community rules: banned words, no voting on your own posts or comments, moderators may edit
+anything and delete any comment.
 
 Register it with ``PostKit(settings, plugins=[CommunityRules(...)])``.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from postkit import Post, PostRejected, User, VoteRejected, hookimpl
+from postkit import Comment, CommentRejected, Post, PostRejected, User, VoteRejected, hookimpl
 
 
 class CommunityRules:
@@ -27,6 +28,12 @@ class CommunityRules:
             raise PostRejected(f"Please leave out: {', '.join(found)}", code="BANNED_WORDS")
 
     @hookimpl
+    def validate_comment(self, data: dict[str, Any]) -> None:
+        found = sorted(word for word in self.banned_words if word in data["body"].lower())
+        if found:
+            raise CommentRejected(f"Please leave out: {', '.join(found)}", code="BANNED_WORDS")
+
+    @hookimpl
     def validate_vote(self, post: Post, user: User, direction: int) -> None:
         if direction == 1 and post.owner_id == user.id:
             raise VoteRejected(
@@ -37,3 +44,15 @@ class CommunityRules:
     def can_modify_post(self, user: User) -> bool | None:
         # True lets a moderator through; None leaves everyone else to the owner-only default.
         return True if user.username in self.moderators else None
+
+    @hookimpl
+    def validate_comment_vote(self, comment: Comment, user: User, direction: int) -> None:
+        if direction != 0 and comment.author_id == user.id:
+            raise VoteRejected(
+                "You cannot vote for your own comment", status_code=403, code="SELF_VOTE"
+            )
+
+    @hookimpl
+    def can_modify_comment(self, user: User, action: str) -> bool | None:
+        # Moderators may remove any comment, but not put words in anyone's mouth.
+        return True if action == "delete" and user.username in self.moderators else None

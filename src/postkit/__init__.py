@@ -6,13 +6,15 @@ and mount its ``router``. Nothing is created at import time.
 
 from postkit import models
 from postkit.__about__ import __version__
-from postkit.errors import ErrorCode, PostKitError, PostRejected, VoteRejected
+from postkit.errors import CommentRejected, ErrorCode, PostKitError, PostRejected, VoteRejected
 from postkit.hookspecs import hookimpl
 from postkit.kit import PostKit
-from postkit.models import Post, User, Vote
+from postkit.models import Comment, Post, User, Vote
 from postkit.settings import PostKitSettings
 
 __all__ = [
+    "Comment",
+    "CommentRejected",
     "ErrorCode",
     "Post",
     "PostKit",

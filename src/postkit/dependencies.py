@@ -134,11 +134,12 @@ class Dependencies:
         answers 429 ``RATE_LIMITED`` past it: ``dependencies=[deps.rate_limit("vote")]``.
 
         ``name`` is a built-in limit (``register``, ``login``, ``token_refresh``,
-        ``password_change``, ``account_email``, ``post_create``, ``vote``, ``search``) or one
-        defined here by giving ``rate`` (``"5/minute"``) and ``per``. ``when`` (sync or async,
-        given the request) limits only the requests it accepts: ``GET /posts`` counts only
-        searches, ``PATCH /users/me`` only password changes. A limit counted per account lets
-        requests without a valid token through uncounted: the route answers them 401.
+        ``password_change``, ``account_email``, ``post_create``, ``comment_create``, ``vote``,
+        ``search``) or one defined here by giving ``rate`` (``"5/minute"``) and ``per``.
+        ``when`` (sync or async, given the request) limits only the requests it accepts:
+        ``GET /posts`` counts only searches, ``PATCH /users/me`` only password changes. A
+        limit counted per account lets requests without a valid token through uncounted: the
+        route answers them 401.
         """
         if rate is not None:
             policy = self.rate_limits.define(name, rate, per=per or "account")

@@ -20,7 +20,11 @@ __all__ = [
     "AlreadyVoted",
     "AuthenticationError",
     "BodyTooLarge",
+    "CommentNotFound",
+    "CommentRejected",
+    "CommentTooDeep",
     "DatabaseUnavailable",
+    "DownvotesDisabled",
     "EmailChangeUnavailable",
     "EmailNotVerified",
     "EmailTaken",
@@ -28,12 +32,15 @@ __all__ = [
     "ErrorCode",
     "InvalidCredentials",
     "InvalidCursor",
+    "InvalidParent",
     "InvalidRefreshToken",
     "InvalidResetToken",
     "InvalidToken",
     "InvalidVerificationToken",
     "NotAuthenticated",
+    "NotCommentAuthor",
     "NotPostOwner",
+    "ParentDeleted",
     "PostKitError",
     "PostNotFound",
     "PostRejected",
@@ -89,6 +96,14 @@ class ErrorCode(str, Enum):
     ALREADY_VOTED = "ALREADY_VOTED"
     VOTE_NOT_FOUND = "VOTE_NOT_FOUND"
     VOTE_REJECTED = "VOTE_REJECTED"
+    DOWNVOTES_DISABLED = "DOWNVOTES_DISABLED"
+    # Comments
+    COMMENT_NOT_FOUND = "COMMENT_NOT_FOUND"
+    NOT_COMMENT_AUTHOR = "NOT_COMMENT_AUTHOR"
+    COMMENT_REJECTED = "COMMENT_REJECTED"
+    COMMENT_TOO_DEEP = "COMMENT_TOO_DEEP"
+    INVALID_PARENT = "INVALID_PARENT"
+    PARENT_DELETED = "PARENT_DELETED"
 
 
 class ErrorBody(BaseModel):
@@ -445,6 +460,79 @@ class VoteRejected(PostKitError):
     status_code = 422
     code = ErrorCode.VOTE_REJECTED.value
     message = "The vote was refused"
+
+
+class DownvotesDisabled(PostKitError):
+    """A down-vote (``dir`` -1) while the ``allow_downvotes`` setting is off."""
+
+    status_code = 422
+    code = ErrorCode.DOWNVOTES_DISABLED.value
+    message = "Down-votes are turned off here"
+
+
+# --- Comments -----------------------------------------------------------------------------------
+
+
+class CommentNotFound(PostKitError):
+    """The comment does not exist, or the caller may not see it (its post is hidden from them,
+    or a plugin's ``comment_query_filters`` hides it). A deleted comment still in a thread is
+    shown (``deleted: true``) but cannot be changed, voted on or deleted again: 404 too."""
+
+    status_code = 404
+    code = ErrorCode.COMMENT_NOT_FOUND.value
+    message = "Comment not found"
+
+
+class NotCommentAuthor(PostKitError):
+    """The caller may see the comment but not change it (``can_modify_comment`` said no)."""
+
+    status_code = 403
+    code = ErrorCode.NOT_COMMENT_AUTHOR.value
+    message = "Only the comment's author may change it"
+
+    def __init__(self, action: str | None = None) -> None:
+        super().__init__(f"Only the comment's author may {action} it" if action else None)
+
+
+class CommentRejected(PostKitError):
+    """Raised by a ``validate_comment`` plugin to refuse a comment (422 unless
+    ``status_code=403``)."""
+
+    status_code = 422
+    code = ErrorCode.COMMENT_REJECTED.value
+    message = "The comment was refused"
+
+
+class CommentTooDeep(PostKitError):
+    """A reply deeper than the ``comment_max_depth`` setting allows."""
+
+    status_code = 422
+    code = ErrorCode.COMMENT_TOO_DEEP.value
+    message = "This thread is too deep for another reply"
+
+    def __init__(self, max_depth: int | None = None) -> None:
+        super().__init__(
+            f"Replies may nest at most {max_depth} levels deep; reply higher up the thread"
+            if max_depth is not None
+            else None
+        )
+        self.max_depth = max_depth
+
+
+class InvalidParent(PostKitError):
+    """``parent_id`` names no comment of this post that the caller can see."""
+
+    status_code = 422
+    code = ErrorCode.INVALID_PARENT.value
+    message = "parent_id names no comment of this post"
+
+
+class ParentDeleted(PostKitError):
+    """A reply to a comment that was deleted (before or while the reply was written)."""
+
+    status_code = 409
+    code = ErrorCode.PARENT_DELETED.value
+    message = "The comment you reply to was deleted"
 
 
 def error_classes() -> list[type[PostKitError]]:

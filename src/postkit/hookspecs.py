@@ -4,7 +4,8 @@ Hooks are called with keyword arguments, so a plugin implements only the paramet
 a hook may gain parameters without breaking existing plugins. An implementation may be a plain
 function or a coroutine function: postkit awaits whatever it returns when that is awaitable.
 
-"First answer wins" hooks (:func:`can_modify_post`, :func:`vote_weight`) are resolved by postkit:
+"First answer wins" hooks (:func:`can_modify_post`, :func:`vote_weight`,
+:func:`can_modify_comment`, :func:`comment_vote_weight`) are resolved by postkit:
 implementations run in order (plugins passed to :class:`~postkit.PostKit` first, in the order
 given, then entry-point plugins; ``tryfirst`` before, ``trylast`` after) and the first one
 whose awaited answer is not ``None`` decides. postkit's own
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.sql.elements import ColumnElement
 
-    from postkit.models import Post, User
+    from postkit.models import Comment, Post, User
 
 __all__ = ["PROJECT_NAME", "hookimpl", "hookspec"]
 
@@ -182,6 +183,157 @@ def after_vote(post: Post, user: User, direction: int, previous: int) -> Awaitab
     :param user: the voter.
     :param direction: ``1`` for a new vote, ``0`` for a removal.
     :param previous: the voter's direction before this call (``0`` or ``1``).
+    """
+
+
+# --- Comments -----------------------------------------------------------------------------------
+
+
+@hookspec
+def validate_comment(
+    data: dict[str, Any], user: User, post: Post, parent: Comment | None, existing: Comment | None
+) -> Awaitable[None] | None:
+    """Check a comment before it is created or edited; raise :class:`~postkit.CommentRejected`
+    to refuse.
+
+    Runs after the request body passed validation, once the post (and the parent) were found
+    and, on an edit, after :func:`can_modify_comment` allowed it. ``CommentRejected`` answers
+    422 (or the ``status_code`` it was given, e.g. 403) with its ``code`` and message.
+
+    :param data: the fields being written (``body``, and ``parent_id`` on create). May be
+        changed in place to normalise the body.
+    :param user: the user writing.
+    :param post: the post the comment is on.
+    :param parent: the comment replied to, or ``None`` for a top-level comment.
+    :param existing: the comment being edited, or ``None`` on create.
+    """
+
+
+@hookspec
+def before_comment_save(comment: Comment, user: User) -> Awaitable[None] | None:
+    """Adjust a comment just before it is written, by changing ``comment`` in place (its
+    ``body``).
+
+    An exception raised here rolls the whole request back (an unexpected one answers 500).
+
+    :param comment: the comment about to be written (new or edited). On create it has no
+        ``id`` yet.
+    :param user: the user writing.
+    """
+
+
+@hookspec
+def after_comment_create(comment: Comment, user: User) -> Awaitable[None] | None:
+    """Called after a new comment (or reply) is committed (notifications, indexing, audit).
+
+    :param comment: the committed comment.
+    :param user: its author.
+    """
+
+
+@hookspec
+def after_comment_update(
+    comment: Comment, user: User, changes: dict[str, Any]
+) -> Awaitable[None] | None:
+    """Called after an edit of a comment is committed (its previous body is in its revisions).
+
+    :param comment: the comment as committed.
+    :param user: the user who edited it.
+    :param changes: the fields that were written, with their new values.
+    """
+
+
+@hookspec
+def after_comment_delete(comment: Comment, user: User) -> Awaitable[None] | None:
+    """Called after a comment is deleted and the deletion committed.
+
+    :param comment: the comment as it was before the deletion (detached). Its ``reply_count``
+        says which way it went: with replies it stays in the thread as a placeholder, without
+        it is removed.
+    :param user: the user who deleted it.
+    """
+
+
+@hookspec
+def can_modify_comment(
+    comment: Comment, user: User, action: str
+) -> bool | Awaitable[bool | None] | None:
+    """Decide whether ``user`` may change ``comment``. First non-``None`` answer wins.
+
+    Only comments the user can see get this far: a comment hidden from them (its post hidden,
+    or filtered out by :func:`comment_query_filters`) answers 404 first.
+
+    :param comment: the comment to be changed.
+    :param user: the user asking.
+    :param action: ``"update"`` or ``"delete"``.
+    :returns: ``True`` to allow, ``False`` to refuse (403 ``NOT_COMMENT_AUTHOR``), ``None`` to
+        leave it to the next plugin. The built-in default allows the author only.
+    """
+
+
+@hookspec
+def comment_query_filters(
+    user: User | None,
+) -> list[ColumnElement[bool]] | Awaitable[list[ColumnElement[bool]] | None] | None:
+    """Return SQL filter expressions added to every query that reads comments (moderation).
+
+    They apply to comment pages, their nested replies, ``GET /comments/{id}``, and the lookup
+    before every edit, deletion, reply and vote; the post's own visibility
+    (:func:`post_query_filters`) applies first. The expressions may use
+    :class:`~postkit.models.Comment` columns. Every plugin's filters apply (they are ANDed);
+    the replies of a hidden comment are not shown nested under it either.
+
+    :param user: the reader, or ``None`` for an anonymous reader (when ``public_reads`` is on).
+    :returns: a list of SQLAlchemy boolean expressions, all of which must hold for a comment to
+        be visible; or ``None``. A comment filtered out answers 404, like one that does not
+        exist.
+    """
+
+
+@hookspec
+def validate_comment_vote(comment: Comment, user: User, direction: int) -> Awaitable[None] | None:
+    """Check a vote on a comment before it is written; raise :class:`~postkit.VoteRejected`
+    to refuse.
+
+    Runs for every vote request on a comment the voter can see, before postkit knows whether
+    the vote already exists. ``VoteRejected`` answers 422, or its ``status_code`` (e.g. 403).
+
+    :param comment: the comment voted on.
+    :param user: the voter.
+    :param direction: ``1`` up, ``-1`` down, ``0`` to remove a vote.
+    """
+
+
+@hookspec
+def comment_vote_weight(
+    comment: Comment, user: User, direction: int
+) -> int | Awaitable[int | None] | None:
+    """Decide how much a vote on a comment counts. First non-``None`` answer wins.
+
+    :param comment: the comment voted on.
+    :param user: the voter.
+    :param direction: ``1`` up or ``-1`` down (removing a vote takes back what it was cast
+        with).
+    :returns: a positive integer, the vote's size: the comment's ``score`` moves by it, up or
+        down with ``direction`` (the built-in default is ``1``); or ``None`` to defer.
+        Anything else is a plugin error (500). ``upvotes`` and ``downvotes`` count voters,
+        whatever their weight.
+    """
+
+
+@hookspec
+def after_comment_vote(
+    comment: Comment, user: User, direction: int, previous: int
+) -> Awaitable[None] | None:
+    """Called after a vote on a comment, a change of it, or its removal is committed.
+
+    Not called when a request changed nothing (the same vote again, a removal with none).
+
+    :param comment: the comment voted on, with its updated ``score``, ``upvotes`` and
+        ``downvotes``.
+    :param user: the voter.
+    :param direction: ``1``, ``-1``, or ``0`` for a removal.
+    :param previous: the voter's direction before this call (``1``, ``-1`` or ``0``).
     """
 
 

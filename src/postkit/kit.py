@@ -19,6 +19,7 @@ from postkit.plugins import HookRunner, build_plugin_manager
 from postkit.ratelimit import Per, RateLimits
 from postkit.routers.account_mail import get_account_mail_router
 from postkit.routers.auth import get_auth_router
+from postkit.routers.comments import get_comments_router
 from postkit.routers.posts import get_posts_router
 from postkit.routers.sessions import get_sessions_router
 from postkit.routers.users import get_users_router
@@ -27,6 +28,7 @@ from postkit.routing import install_error_handlers
 from postkit.security import PasswordHasher, TokenCodec
 from postkit.services.account_mail import AccountMail, MailLinks, RequestCounter
 from postkit.services.accounts import Accounts
+from postkit.services.comments import Comments
 from postkit.services.posts import Posts
 from postkit.services.sessions import Sessions
 from postkit.services.throttle import LoginThrottle
@@ -51,7 +53,8 @@ class PostKit:
     and router.
 
     The services are the API host code calls, with the request's session (``kit.session``):
-    :attr:`accounts`, :attr:`sessions`, :attr:`account_mail`, :attr:`posts` and :attr:`votes`.
+    :attr:`accounts`, :attr:`sessions`, :attr:`account_mail`, :attr:`posts`, :attr:`votes`
+    and :attr:`comments`.
     Each commits its own writes; the session dependency commits nothing and rolls back what is
     left.
 
@@ -88,6 +91,15 @@ class PostKit:
         """Post reads and writes under the reader's visibility rules and the post hooks."""
         self.votes = Votes(posts=self.posts, hooks=self.hooks)
         """Votes with exact counters and the vote hooks."""
+        self.comments = Comments(
+            posts=self.posts,
+            hooks=self.hooks,
+            max_depth=settings.comment_max_depth,
+            allow_downvotes=settings.allow_downvotes,
+            revisions_visible_to=settings.revisions_visible_to,
+        )
+        """Threaded comments on posts: exact counters, comment votes, edit history, and the
+        comment hooks."""
         self.mail_sender = MailSender(
             mailer if mailer is not None else mailer_from_settings(settings),
             attempts=settings.mail_send_attempts,
@@ -120,6 +132,7 @@ class PostKit:
             hooks=self.hooks,
             mail=self.account_mail if settings.email_enabled else None,
             votes=self.votes,
+            comments=self.comments,
             deletion_posts=settings.account_deletion_posts,
         )
         """Registration, login, profiles, account changes, deactivation, deletion and export."""
@@ -166,6 +179,7 @@ class PostKit:
         # else but the order of the OpenAPI document's paths).
         router.include_router(get_posts_router(self.posts, deps, self.settings))
         router.include_router(get_votes_router(self.votes, deps))
+        router.include_router(get_comments_router(self.comments, deps, self.settings))
         router.include_router(get_auth_router(self.accounts, self.sessions, deps))
         router.include_router(
             get_users_router(
@@ -197,8 +211,9 @@ class PostKit:
             @app.post("/reports", dependencies=[kit.rate_limit("reports", rate="5/hour")])
 
         ``name`` is one of postkit's limits (``register``, ``login``, ``token_refresh``,
-        ``password_change``, ``account_email``, ``post_create``, ``vote``, ``search``: their
-        rates come from settings and their counters are shared with postkit's routes), or a new
+        ``password_change``, ``account_email``, ``post_create``, ``comment_create``, ``vote``,
+        ``search``: their rates come from settings and their counters are shared with
+        postkit's routes), or a new
         one given with its ``rate`` and ``per`` (``"account"``, the default, ``"address"`` or
         ``"reader"``). Past the limit the route answers 429 ``RATE_LIMITED`` with
         ``Retry-After`` and the ``RateLimit`` fields. Document it with

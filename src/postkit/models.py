@@ -16,6 +16,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     func,
+    text,
     true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -41,6 +43,9 @@ __all__ = [
     "AccountToken",
     "AuthSession",
     "Base",
+    "Comment",
+    "CommentRevision",
+    "CommentVote",
     "LoginAttempt",
     "Post",
     "RateLimitCounter",
@@ -170,6 +175,9 @@ class Post(Base):
         ForeignKey("postkit_users.id", ondelete="CASCADE"), index=True
     )
     vote_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The post's comments that are not deleted, kept by the comment service in the same
+    # transaction as each comment written or deleted.
+    comment_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     owner: Mapped[User] = relationship(back_populates="posts", lazy="raise")
 
@@ -278,3 +286,101 @@ class AccountToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
     expires_at: Mapped[datetime] = mapped_column()
     used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+COMMENT_SORT_KEYS = ("created_at", "score", "best_rank")
+"""The columns comment pages are sorted by (``new``, ``top``, ``best``), each indexed."""
+
+
+class Comment(Base):
+    """A comment on a post, or a reply to another comment of the same post (``parent_id``).
+
+    ``depth`` is 1 for a top-level comment and one more than its parent's for a reply.
+    ``reply_count`` is the number of direct replies stored (deleted ones with replies of their
+    own included); ``score``, ``upvotes``, ``downvotes`` and the ``*_rank`` columns are moved by
+    the comment vote service in each vote's transaction. A deleted comment that has replies
+    stays as a placeholder: ``deleted_at`` set, ``body`` and ``author_id`` cleared. A comment
+    whose author's account is gone keeps its body with ``author_id`` null.
+
+    Every listing is a keyset walk of one index per sort: a post's top-level comments walk a
+    partial index ``(post_id, <sort key>, id) WHERE parent_id IS NULL`` (PostgreSQL cannot
+    take its order from an index after an ``IS NULL`` condition), a comment's replies walk
+    ``(parent_id, <sort key>, id)``.
+    """
+
+    __tablename__ = "postkit_comments"
+    __table_args__ = tuple(
+        Index(
+            f"ix_postkit_comments_top_{key}",
+            "post_id",
+            key,
+            "id",
+            postgresql_where=text("parent_id IS NULL"),
+            sqlite_where=text("parent_id IS NULL"),
+        )
+        for key in COMMENT_SORT_KEYS
+    ) + tuple(
+        Index(f"ix_postkit_comments_replies_{key}", "parent_id", key, "id")
+        for key in COMMENT_SORT_KEYS
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Indexed for the foreign key's cascade (a post's deletion removes its threads); the
+    # replies indexes serve the parent's.
+    post_id: Mapped[int] = mapped_column(
+        ForeignKey("postkit_posts.id", ondelete="CASCADE"), index=True
+    )
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("postkit_comments.id", ondelete="CASCADE"), default=None
+    )
+    author_id: Mapped[int | None] = mapped_column(
+        ForeignKey("postkit_users.id", ondelete="SET NULL"), index=True, default=None
+    )
+    body: Mapped[str | None] = mapped_column(Text, default=None)
+    depth: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+    edited_at: Mapped[datetime | None] = mapped_column(default=None)
+    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+    score: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    upvotes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    downvotes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    reply_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    hot_rank: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    best_rank: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    controversial_rank: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+
+    def __repr__(self) -> str:
+        return f"<Comment id={self.id} post_id={self.post_id} parent_id={self.parent_id}>"
+
+
+class CommentVote(Base):
+    """One user's vote on one comment: ``weight`` is positive for an up-vote, negative for a
+    down-vote. The primary key makes a second vote impossible."""
+
+    __tablename__ = "postkit_comment_votes"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("postkit_users.id", ondelete="CASCADE"), primary_key=True
+    )
+    comment_id: Mapped[int] = mapped_column(
+        ForeignKey("postkit_comments.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    weight: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+
+
+class CommentRevision(Base):
+    """A comment's body as it was before an edit: ``created_at`` is when that edit replaced it,
+    ``editor_id`` who made the edit (null once their account is gone)."""
+
+    __tablename__ = "postkit_comment_revisions"
+    __table_args__ = (Index("ix_postkit_comment_revisions_comment_id_id", "comment_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    comment_id: Mapped[int] = mapped_column(ForeignKey("postkit_comments.id", ondelete="CASCADE"))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+    editor_id: Mapped[int | None] = mapped_column(
+        ForeignKey("postkit_users.id", ondelete="SET NULL"), index=True, default=None
+    )

@@ -20,7 +20,7 @@ from postkit.errors import PostKitError
 from postkit.hookspecs import PROJECT_NAME, hookimpl
 
 if TYPE_CHECKING:
-    from postkit.models import Post, User
+    from postkit.models import Comment, Post, User
 
 __all__ = [
     "DefaultRules",
@@ -45,6 +45,14 @@ class DefaultRules:
 
     @hookimpl(trylast=True)
     def vote_weight(self, post: Post, user: User, direction: int) -> int:
+        return 1
+
+    @hookimpl(trylast=True)
+    def can_modify_comment(self, comment: Comment, user: User, action: str) -> bool:
+        return comment.author_id is not None and comment.author_id == user.id
+
+    @hookimpl(trylast=True)
+    def comment_vote_weight(self, comment: Comment, user: User, direction: int) -> int:
         return 1
 
     @hookimpl(trylast=True)

@@ -381,6 +381,7 @@ class RateLimits:
             ("password_change", settings.rate_limit_password_change, "account"),
             ("account_email", settings.rate_limit_account_email, "address"),
             ("post_create", settings.rate_limit_post_create, "account"),
+            ("comment_create", settings.rate_limit_comment_create, "account"),
             ("vote", settings.rate_limit_vote, "account"),
             ("search", settings.rate_limit_search, "reader"),
         ]

@@ -435,9 +435,16 @@ class PostKitSettings(BaseSettings):
     rate_limit_post_create: str = Field(
         default="60/hour", description="Posts created (`POST /posts`) per account."
     )
+    rate_limit_comment_create: str = Field(
+        default="300/hour",
+        description="Comments and replies written (`POST /posts/{id}/comments`) per account.",
+    )
     rate_limit_vote: str = Field(
         default="120/minute",
-        description="Votes (`POST /vote`, `PUT` and `DELETE /posts/{id}/vote`) per account.",
+        description=(
+            "Votes (`POST /vote`, `PUT` and `DELETE /posts/{id}/vote`, and the same on "
+            "`/comments/{id}/vote`) per account."
+        ),
     )
     rate_limit_search: str = Field(
         default="60/minute",
@@ -489,6 +496,7 @@ class PostKitSettings(BaseSettings):
         "rate_limit_password_change",
         "rate_limit_account_email",
         "rate_limit_post_create",
+        "rate_limit_comment_create",
         "rate_limit_vote",
         "rate_limit_search",
     )

@@ -69,6 +69,40 @@ async def test_self_votes_are_refused_with_403(community, new_user):
     assert ok.status_code == 201
 
 
+async def test_community_rules_for_comments(community, new_user):
+    author = await new_user(community)
+    moderator = await new_user(community, username="mod_alice")
+    other = await new_user(community)
+    post = await make_post(community, author)
+    url = f"/posts/{post['id']}/comments"
+    refused = await community.post(url, json={"body": "pure SPAM"}, headers=author.headers)
+    assert refused.status_code == 422
+    assert refused.json() == {"detail": "Please leave out: spam", "code": "BANNED_WORDS"}
+    created = await community.post(url, json={"body": "fine"}, headers=author.headers)
+    comment_id = created.json()["id"]
+    edit = await community.patch(
+        f"/comments/{comment_id}", json={"body": "a scam"}, headers=author.headers
+    )
+    assert edit.json()["code"] == "BANNED_WORDS"
+
+    own = await community.put(f"/comments/{comment_id}/vote", headers=author.headers)
+    assert own.status_code == 403
+    assert own.json()["code"] == "SELF_VOTE"
+    assert (
+        await community.put(f"/comments/{comment_id}/vote", headers=other.headers)
+    ).status_code == 201
+
+    rewrite = await community.patch(
+        f"/comments/{comment_id}", json={"body": "mine now"}, headers=moderator.headers
+    )
+    assert rewrite.status_code == 403
+    assert (
+        await community.delete(f"/comments/{comment_id}", headers=other.headers)
+    ).status_code == 403
+    removed = await community.delete(f"/comments/{comment_id}", headers=moderator.headers)
+    assert removed.status_code == 204
+
+
 async def test_moderators_may_modify_any_post_others_may_not(community, new_user):
     author = await new_user(community)
     moderator = await new_user(community, username="mod_alice")
@@ -292,7 +326,13 @@ async def test_plugin_answers_come_before_the_defaults_and_first_key_wins(make_c
         await client.patch(f"/posts/{post['id']}", json={"title": "ok"}, headers=user.headers)
     ).status_code == 200
     names = dict(client.kit.hooks.describe())
-    assert names["postkit.defaults"] == ["can_modify_post", "render_email", "vote_weight"]
+    assert names["postkit.defaults"] == [
+        "can_modify_comment",
+        "can_modify_post",
+        "comment_vote_weight",
+        "render_email",
+        "vote_weight",
+    ]
 
 
 class VotesOnlyOnWeekdays:

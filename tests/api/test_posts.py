@@ -44,6 +44,7 @@ async def test_create_answers_the_full_post_with_owner_from_token(client, new_us
         "owner_id",
         "owner",
         "votes",
+        "comment_count",
         "extra",
     }
     assert body["title"] == "Hello"
@@ -52,6 +53,7 @@ async def test_create_answers_the_full_post_with_owner_from_token(client, new_us
     assert body["owner_id"] == user.id
     assert body["owner"] == {"id": user.id, "username": user.username}
     assert body["votes"] == 0
+    assert body["comment_count"] == 0
     assert body["extra"] == {}
     assert body["created_at"].endswith("Z")
 

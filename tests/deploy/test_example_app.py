@@ -131,6 +131,18 @@ async def test_plugin_refuses_banned_words_and_self_votes(
     listed = await example.get(f"/posts/{post['id']}", headers=alice.headers)
     assert listed.json()["votes"] == 0
 
+    comments = f"/posts/{post['id']}/comments"
+    spam = await example.post(comments, json={"body": "spam!"}, headers=alice.headers)
+    assert spam.status_code == 422
+    assert spam.json()["code"] == "BANNED_WORD"
+    said = await example.post(comments, json={"body": "hello"}, headers=alice.headers)
+    assert said.status_code == 201, said.text
+    own_vote = await example.put(f"/comments/{said.json()['id']}/vote", headers=alice.headers)
+    assert own_vote.status_code == 403
+    assert own_vote.json()["code"] == "SELF_VOTE"
+    thread = await example.get(comments, headers=alice.headers)
+    assert [c["body"] for c in thread.json()] == ["hello"]
+
 
 async def test_bookmarks(
     example: httpx.AsyncClient,

@@ -70,6 +70,16 @@ async def _seed(url: str) -> tuple[TestUser, TestUser]:
                 "/posts", json={"title": f"seed {i}", "content": "x"}, headers=main.headers
             )
             assert created.status_code == 201, created.text
+            # A thread on each post, so the comment routes meet real comments and replies.
+            said = await http.post(
+                f"/posts/{created.json()['id']}/comments", json={"body": "x"}, headers=main.headers
+            )
+            assert said.status_code == 201, said.text
+            reply = {"body": "y", "parent_id": said.json()["id"]}
+            replied = await http.post(
+                f"/posts/{created.json()['id']}/comments", json=reply, headers=spare.headers
+            )
+            assert replied.status_code == 201, replied.text
         return main, spare
 
 

@@ -1,4 +1,4 @@
-"""Community rules: an example postkit plugin implementing two hooks."""
+"""Community rules: an example postkit plugin implementing a few hooks."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from postkit import Post, PostRejected, User, VoteRejected, hookimpl
+from postkit import Comment, CommentRejected, Post, PostRejected, User, VoteRejected, hookimpl
 
 
 class CommunityRules:
-    """Refuse posts containing banned words, and votes for one's own posts.
+    """Refuse posts and comments containing banned words, and votes for one's own posts and
+    comments.
 
-    :param banned_words: words (matched whole and case-insensitively) a post may not contain.
+    :param banned_words: words (matched whole and case-insensitively) a post or comment may not
+        contain.
     """
 
     def __init__(self, banned_words: Iterable[str]) -> None:
@@ -43,4 +45,21 @@ class CommunityRules:
         if direction != 0 and post.owner_id == user.id:
             raise VoteRejected(
                 "You cannot vote for your own post.", status_code=403, code="SELF_VOTE"
+            )
+
+    @hookimpl
+    def validate_comment(self, data: dict[str, Any]) -> None:
+        """Refuse a comment that contains a banned word (422, code BANNED_WORD)."""
+        if self._pattern is not None and (match := self._pattern.search(data["body"])):
+            raise CommentRejected(
+                f"The comment contains the banned word {match.group(1).lower()!r}.",
+                code="BANNED_WORD",
+            )
+
+    @hookimpl
+    def validate_comment_vote(self, comment: Comment, user: User, direction: int) -> None:
+        """Refuse a vote on one's own comment (403, code SELF_VOTE)."""
+        if direction != 0 and comment.author_id == user.id:
+            raise VoteRejected(
+                "You cannot vote on your own comment.", status_code=403, code="SELF_VOTE"
             )

@@ -136,6 +136,9 @@ class PostPublic(BaseModel):
     owner_id: int
     owner: PostOwner
     votes: int = Field(description="The post's vote total (the sum of its votes' weights).")
+    comment_count: int = Field(
+        default=0, description="The post's comments and replies, deleted ones not counted."
+    )
     extra: dict[str, Any] = Field(
         default_factory=dict, description="Fields added by plugins (`extra_post_fields`)."
     )

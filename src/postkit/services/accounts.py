@@ -4,11 +4,13 @@ deactivation, deletion and export.
 Every method takes the request's ``AsyncSession`` first and keyword-only arguments after it,
 and commits its own writes. No database transaction is open while a password is hashed.
 
-Deleting an account happens in one transaction: its votes are withdrawn first (so every other
-post's ``vote_count`` stays exact), then its posts are deleted or handed to the ``[deleted]``
-placeholder account (``account_deletion_posts``), then its sessions and refresh tokens go, then
-the account. The placeholder is an ordinary, inactive row of ``postkit_users``, created the first
-time it is needed: anonymised posts keep a real owner, so every read keeps its inner join on the
+Deleting an account happens in one transaction: its votes (on posts and on comments) are
+withdrawn first (so every other item's counts stay exact), then its comments are deleted as
+their author would delete them (kept with their author hidden under ``anonymize``), then its
+posts are deleted or handed to the ``[deleted]`` placeholder account
+(``account_deletion_posts``), then its sessions and refresh tokens go, then the account.
+The placeholder is an ordinary, inactive row of ``postkit_users``, created the first time it
+is needed: anonymised posts keep a real owner, so every read keeps its inner join on the
 owner and its response shape (``owner`` is never null).
 """
 
@@ -48,6 +50,7 @@ from postkit.services.votes import Votes
 
 if TYPE_CHECKING:
     from postkit.services.account_mail import AccountMail
+    from postkit.services.comments import Comments
 
 __all__ = ["DELETED_USERNAME", "EXPORT_FORMAT_VERSION", "Accounts", "DeletionPosts"]
 
@@ -94,6 +97,8 @@ class Accounts:
     :param mail: the mailed flows (verification at registration, email change), or ``None``
         when ``email_enabled`` is off.
     :param votes: withdraws a deleted account's votes.
+    :param comments: withdraws a deleted account's comment votes and deletes (or, with
+        ``deletion_posts="anonymize"``, anonymises) its comments.
     :param deletion_posts: what deleting an account does to its posts
         (``account_deletion_posts``).
     """
@@ -107,6 +112,7 @@ class Accounts:
         hooks: HookRunner,
         mail: AccountMail | None = None,
         votes: Votes,
+        comments: Comments | None = None,
         deletion_posts: DeletionPosts = "delete",
     ) -> None:
         self.passwords = passwords
@@ -115,6 +121,7 @@ class Accounts:
         self.hooks = hooks
         self.mail = mail
         self.votes = votes
+        self.comments = comments
         self.deletion_posts: DeletionPosts = deletion_posts
 
     async def _username_exists(self, session: AsyncSession, username: str) -> bool:
@@ -428,6 +435,11 @@ class Accounts:
             raise InvalidToken()  # deleted by a concurrent request: its tokens are gone too
         await self.hooks.call("before_account_delete", user=user, session=session)
         await self.votes.withdraw_all(session, user_id=user_id)
+        if self.comments is not None:
+            await self.comments.withdraw_votes(session, user_id=user_id)
+            await self.comments.remove_author(
+                session, user_id=user_id, keep_bodies=self.deletion_posts == "anonymize"
+            )
         owned = Post.owner_id == user_id
         if self.deletion_posts == "anonymize":
             placeholder = await self._placeholder_id(session)

@@ -59,6 +59,7 @@ _FEED_COLUMNS = (
     Post.updated_at,
     Post.owner_id,
     Post.vote_count,
+    Post.comment_count,
     User.username,
 )
 
@@ -292,7 +293,18 @@ class _SessionReader:
 
 
 def _row_dict(row: Any) -> dict[str, Any]:
-    post_id, title, content, published, created_at, updated_at, owner_id, votes, username = row
+    (
+        post_id,
+        title,
+        content,
+        published,
+        created_at,
+        updated_at,
+        owner_id,
+        votes,
+        comment_count,
+        username,
+    ) = row
     return {
         "id": post_id,
         "title": title,
@@ -303,6 +315,7 @@ def _row_dict(row: Any) -> dict[str, Any]:
         "owner_id": owner_id,
         "owner": {"id": owner_id, "username": username},
         "votes": votes,
+        "comment_count": comment_count,
         "extra": {},
     }
 
@@ -319,6 +332,7 @@ def serialize_post(post: Post, *, username: str) -> dict[str, Any]:
             post.updated_at,
             post.owner_id,
             post.vote_count,
+            post.comment_count or 0,
             username,
         )
     )
@@ -335,6 +349,7 @@ def _post_from_dict(item: dict[str, Any]) -> Post:
         updated_at=item["updated_at"],
         owner_id=item["owner_id"],
         vote_count=item["votes"],
+        comment_count=item["comment_count"],
     )
     set_committed_value(
         post, "owner", User(id=item["owner_id"], username=item["owner"]["username"])
