@@ -21,6 +21,7 @@ __all__ = [
     "AuthenticationError",
     "BodyTooLarge",
     "DatabaseUnavailable",
+    "DownvotesDisabled",
     "EmailChangeUnavailable",
     "EmailNotVerified",
     "EmailTaken",
@@ -89,6 +90,7 @@ class ErrorCode(str, Enum):
     ALREADY_VOTED = "ALREADY_VOTED"
     VOTE_NOT_FOUND = "VOTE_NOT_FOUND"
     VOTE_REJECTED = "VOTE_REJECTED"
+    DOWNVOTES_DISABLED = "DOWNVOTES_DISABLED"
 
 
 class ErrorBody(BaseModel):
@@ -445,6 +447,14 @@ class VoteRejected(PostKitError):
     status_code = 422
     code = ErrorCode.VOTE_REJECTED.value
     message = "The vote was refused"
+
+
+class DownvotesDisabled(PostKitError):
+    """A down-vote (``dir`` -1) while the ``allow_downvotes`` setting is off."""
+
+    status_code = 422
+    code = ErrorCode.DOWNVOTES_DISABLED.value
+    message = "Down-votes are turned off here: vote with dir 1, or remove your vote with dir 0"
 
 
 def error_classes() -> list[type[PostKitError]]:

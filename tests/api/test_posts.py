@@ -43,7 +43,11 @@ async def test_create_answers_the_full_post_with_owner_from_token(client, new_us
         "updated_at",
         "owner_id",
         "owner",
+        "score",
+        "upvotes",
+        "downvotes",
         "votes",
+        "edited_at",
         "extra",
     }
     assert body["title"] == "Hello"
@@ -51,7 +55,8 @@ async def test_create_answers_the_full_post_with_owner_from_token(client, new_us
     assert body["published"] is True
     assert body["owner_id"] == user.id
     assert body["owner"] == {"id": user.id, "username": user.username}
-    assert body["votes"] == 0
+    assert body["votes"] == body["score"] == body["upvotes"] == body["downvotes"] == 0
+    assert body["edited_at"] is None
     assert body["extra"] == {}
     assert body["created_at"].endswith("Z")
 

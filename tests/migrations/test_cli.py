@@ -141,7 +141,7 @@ def test_plugins_lists_entry_point_plugins(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = dict(line.split(None, 1) for line in result.stdout.strip().splitlines())
     assert lines["bookmarks"] == "after_vote, validate_post"
-    assert lines["postkit.defaults"] == "can_modify_post, render_email, vote_weight"
+    assert lines["postkit.defaults"] == "can_modify_post, rank_score, render_email, vote_weight"
 
     without = postkit("plugins", "--no-discover", cwd=tmp_path, env=env)
     assert without.returncode == 0, without.stderr

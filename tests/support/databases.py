@@ -34,7 +34,9 @@ INITIAL_TABLES = frozenset(
     }
 )
 """The tables of postkit's first revision, postkit_0001 (later revisions add the others)."""
-POSTKIT_TABLES = sorted({*INITIAL_TABLES, "postkit_rate_limits", "postkit_account_tokens"})
+POSTKIT_TABLES = sorted(
+    {*INITIAL_TABLES, "postkit_rate_limits", "postkit_account_tokens", "postkit_post_revisions"}
+)
 """Every table postkit's migrations create."""
 
 
