@@ -91,9 +91,7 @@ async def test_post_vote_down_switch_and_remove(client, new_user):
         await client.post("/vote", json={"post_id": pid, "dir": 1}, headers=voter.headers)
     ).status_code == 409
 
-    back_down = await client.post(
-        "/vote", json={"post_id": pid, "dir": -1}, headers=voter.headers
-    )
+    back_down = await client.post("/vote", json={"post_id": pid, "dir": -1}, headers=voter.headers)
     assert back_down.json() == answer(pid, -1, -1, 0, 1)
     removed = await client.post("/vote", json={"post_id": pid, "dir": 0}, headers=voter.headers)
     assert removed.status_code == 201

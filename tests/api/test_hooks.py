@@ -292,7 +292,12 @@ async def test_plugin_answers_come_before_the_defaults_and_first_key_wins(make_c
         await client.patch(f"/posts/{post['id']}", json={"title": "ok"}, headers=user.headers)
     ).status_code == 200
     names = dict(client.kit.hooks.describe())
-    assert names["postkit.defaults"] == ["can_modify_post", "rank_score", "render_email", "vote_weight"]
+    assert names["postkit.defaults"] == [
+        "can_modify_post",
+        "rank_score",
+        "render_email",
+        "vote_weight",
+    ]
 
 
 class VotesOnlyOnWeekdays:
