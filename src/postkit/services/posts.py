@@ -19,9 +19,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 
-from sqlalchemy import Select, bindparam, delete, select, true, tuple_
+from sqlalchemy import Select, Table, bindparam, delete, select, true, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import contains_eager
@@ -669,6 +669,13 @@ class Posts:
         """Lock ``post``'s row until the commit (PostgreSQL; SQLite has one writer at a time) and
         bring ``post`` up to date with it: concurrent edits then queue, and each revision holds
         the version its edit replaced. Returns the versioned fields as they were."""
+        if session.get_bind().dialect.name == "sqlite":
+            # SQLite reads outside a transaction until the first write: take the write lock
+            # first (a no-op write), so no other edit commits between this read and the update.
+            posts = cast(Table, Post.__table__)
+            await session.execute(
+                update(posts).where(posts.c.id == post.id).values(updated_at=posts.c.updated_at)
+            )
         current = (
             await session.execute(
                 select(*(getattr(Post, name) for name in _LOCKED_FIELDS))
