@@ -247,7 +247,7 @@ async def test_unknown_sorts_and_windows_are_422(client, new_user, params):
 
 @pytest.mark.parametrize("sort", ["top", *RANKED])
 async def test_search_with_a_sort(client, voted_posts, new_user, sort):
-    author, posts = voted_posts
+    author, _posts = voted_posts
     voter = await new_user(client)
     extra = [await make_post(client, author, title=f"needle {n}") for n in range(3)]
     await client.put(f"/posts/{extra[0]['id']}/vote", json={"dir": -1}, headers=voter.headers)
