@@ -187,7 +187,7 @@ async def test_vote_weight_weighs_downvotes(make_client, new_user):
     await assert_exact(client, pid, (6, 2, 0))
     async with client.kit.db.sessionmaker() as session:
         rows = await session.execute(select(Vote.user_id, Vote.weight).where(Vote.post_id == pid))
-        stored = dict(rows)
+        stored = {row.user_id: row.weight for row in rows}
     assert stored == {voter.id: 3, other.id: 3}
     # Removal takes back the stored weight without asking again.
     removed = await client.post("/vote", json={"post_id": pid, "dir": 0}, headers=voter.headers)
