@@ -5,7 +5,9 @@ benchmarked endpoints with the same JSON bodies and headers as postkit. It does 
 request that matters: it verifies the same JWT (same key, ``kid``, algorithm and required claims)
 and checks the user row (active, ``token_version``, session not revoked) on every request; it
 hashes and verifies passwords with the same passlib ``bcrypt_sha256`` context, off the event
-loop; it keeps ``vote_count`` in the same transaction as the vote. JSON is encoded by
+loop; it keeps ``vote_count`` (the score), ``upvotes`` and ``downvotes`` and the stored ranks
+(computed by the same formulas, :mod:`postkit.ranking`) in the same transaction as the vote.
+JSON is encoded by
 pydantic-core's Rust encoder, as FastAPI does for routes with a response model.
 
 Configured by the same environment variables as postkit (``POSTKIT_DATABASE_URL``,
@@ -39,10 +41,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from postkit.ranking import rank_scores
+
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "iss", "aud", "jti"]
 POST_COLUMNS = """
-    p.id, p.title, p.content, p.published, p.created_at, p.updated_at, p.owner_id,
-    u.username, p.vote_count, p.comment_count
+    p.id, p.title, p.content, p.published, p.created_at, p.updated_at, p.edited_at, p.owner_id,
+    u.username, p.vote_count, p.upvotes, p.downvotes, p.comment_count
 """
 
 
@@ -153,8 +157,12 @@ def post_json(row: asyncpg.Record) -> dict[str, Any]:
         "published": row["published"],
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
+        "edited_at": row["edited_at"],
         "owner_id": row["owner_id"],
         "owner": {"id": row["owner_id"], "username": row["username"]},
+        "score": row["vote_count"],
+        "upvotes": row["upvotes"],
+        "downvotes": row["downvotes"],
         "votes": row["vote_count"],
         "comment_count": row["comment_count"],
         "extra": {},
@@ -266,17 +274,43 @@ async def get_post(request: Request) -> Response:
 
 async def _visible_post_for_update(
     connection: asyncpg.Connection, post_id: int, user_id: int
-) -> bool:
-    found = await connection.fetchval(
-        "SELECT 1 FROM postkit_posts WHERE id = $1 AND (published OR owner_id = $2) FOR UPDATE",
+) -> asyncpg.Record | None:
+    """The post's counters, its row locked until the commit; None if the user cannot see it."""
+    row: asyncpg.Record | None = await connection.fetchrow(
+        "SELECT vote_count, upvotes, downvotes, created_at FROM postkit_posts "
+        "WHERE id = $1 AND (published OR owner_id = $2) FOR UPDATE",
         post_id,
         user_id,
     )
-    return found is not None
+    return row
+
+
+async def _store_counts(
+    connection: asyncpg.Connection,
+    post_id: int,
+    post: asyncpg.Record,
+    score: int,
+    up: int,
+    down: int,
+) -> None:
+    """Write the post's moved counters and the ranks computed from them (the row is locked)."""
+    ranks = rank_scores(score=score, upvotes=up, downvotes=down, created_at=post["created_at"])
+    await connection.execute(
+        "UPDATE postkit_posts SET vote_count = $2, upvotes = $3, downvotes = $4, hot_rank = $5, "
+        "best_rank = $6, controversial_rank = $7 WHERE id = $1",
+        post_id,
+        score,
+        up,
+        down,
+        ranks["hot_rank"],
+        ranks["best_rank"],
+        ranks["controversial_rank"],
+    )
 
 
 async def put_vote(request: Request) -> Response:
-    """Idempotent vote: insert if absent and bump the counter in the same transaction."""
+    """Idempotent up-vote (the benchmark's PUT has no body): insert if absent and move the
+    counters and ranks in the same transaction."""
     post_id = path_id(request)
     async with state.pool.acquire() as connection:
         try:
@@ -286,34 +320,35 @@ async def put_vote(request: Request) -> Response:
         if post_id is None:
             return error(422, "post id must be an integer", "VALIDATION_ERROR")
         async with connection.transaction():
-            if not await _visible_post_for_update(connection, post_id, user_id):
+            post = await _visible_post_for_update(connection, post_id, user_id)
+            if post is None:
                 return error(*POST_NOT_FOUND)
+            score, up, down = post["vote_count"], post["upvotes"], post["downvotes"]
             weight = await connection.fetchval(
                 """
-                INSERT INTO postkit_votes (user_id, post_id, weight) VALUES ($1, $2, 1)
-                ON CONFLICT DO NOTHING RETURNING weight
+                INSERT INTO postkit_votes (user_id, post_id, weight, direction)
+                VALUES ($1, $2, 1, 1) ON CONFLICT DO NOTHING RETURNING weight
                 """,
                 user_id,
                 post_id,
             )
             if weight is not None:
-                votes = await connection.fetchval(
-                    "UPDATE postkit_posts SET vote_count = vote_count + $2 WHERE id = $1 "
-                    "RETURNING vote_count",
-                    post_id,
-                    weight,
-                )
-            else:
-                votes = await connection.fetchval(
-                    "SELECT vote_count FROM postkit_posts WHERE id = $1", post_id
-                )
-    return json_response(
-        {"post_id": post_id, "dir": 1, "votes": votes}, 201 if weight is not None else 200
-    )
+                score, up = score + weight, up + 1
+                await _store_counts(connection, post_id, post, score, up, down)
+    body = {
+        "post_id": post_id,
+        "dir": 1,
+        "score": score,
+        "upvotes": up,
+        "downvotes": down,
+        "votes": score,
+    }
+    return json_response(body, 201 if weight is not None else 200)
 
 
 async def delete_vote(request: Request) -> Response:
-    """Idempotent unvote: delete if present and lower the counter in the same transaction."""
+    """Idempotent unvote: delete if present and move the counters and ranks in the same
+    transaction."""
     post_id = path_id(request)
     async with state.pool.acquire() as connection:
         try:
@@ -323,18 +358,24 @@ async def delete_vote(request: Request) -> Response:
         if post_id is None:
             return error(422, "post id must be an integer", "VALIDATION_ERROR")
         async with connection.transaction():
-            if not await _visible_post_for_update(connection, post_id, user_id):
+            post = await _visible_post_for_update(connection, post_id, user_id)
+            if post is None:
                 return error(*POST_NOT_FOUND)
-            weight = await connection.fetchval(
-                "DELETE FROM postkit_votes WHERE user_id = $1 AND post_id = $2 RETURNING weight",
+            removed = await connection.fetchrow(
+                "DELETE FROM postkit_votes WHERE user_id = $1 AND post_id = $2 "
+                "RETURNING weight, direction",
                 user_id,
                 post_id,
             )
-            if weight is not None:
-                await connection.execute(
-                    "UPDATE postkit_posts SET vote_count = vote_count - $2 WHERE id = $1",
+            if removed is not None:
+                up_vote = removed["direction"] == 1
+                await _store_counts(
+                    connection,
                     post_id,
-                    weight,
+                    post,
+                    post["vote_count"] - removed["weight"],
+                    post["upvotes"] - up_vote,
+                    post["downvotes"] - (not up_vote),
                 )
     return Response(status_code=204)
 

@@ -243,7 +243,8 @@ def endpoint_load(endpoint: str, options: Options, token: str, cursor: str) -> L
 
 
 async def _clear_bench_votes(url: str) -> None:
-    """Undo what the vote benchmark left behind (the bench user's votes), keeping counts exact."""
+    """Undo what the vote benchmark left behind (the bench user's votes), keeping the counters
+    exact (the ranks of those posts keep the values of their last vote)."""
     connection = await asyncpg.connect(url)
     try:
         async with connection.transaction():
@@ -252,10 +253,14 @@ async def _clear_bench_votes(url: str) -> None:
                 WITH gone AS (
                     DELETE FROM postkit_votes
                     WHERE user_id = (SELECT id FROM postkit_users WHERE username = $1)
-                    RETURNING post_id, weight
+                    RETURNING post_id, weight, direction
                 )
-                UPDATE postkit_posts AS p SET vote_count = p.vote_count - g.total
-                FROM (SELECT post_id, sum(weight) AS total FROM gone GROUP BY post_id) AS g
+                UPDATE postkit_posts AS p SET vote_count = p.vote_count - g.total,
+                    upvotes = p.upvotes - g.up, downvotes = p.downvotes - g.down
+                FROM (SELECT post_id, sum(weight) AS total,
+                             count(*) FILTER (WHERE direction = 1) AS up,
+                             count(*) FILTER (WHERE direction = -1) AS down
+                      FROM gone GROUP BY post_id) AS g
                 WHERE p.id = g.post_id
                 """,
                 BENCH_USERNAME,
@@ -265,15 +270,20 @@ async def _clear_bench_votes(url: str) -> None:
 
 
 async def _check_vote_counts(url: str) -> int:
-    """How many posts have a ``vote_count`` that differs from the sum of their votes."""
+    """How many posts have a ``vote_count`` (or ``upvotes``/``downvotes``) that differs from a
+    recount of their votes."""
     connection = await asyncpg.connect(url)
     try:
         wrong: int = await connection.fetchval(
             """
             SELECT count(*) FROM postkit_posts p
-            LEFT JOIN (SELECT post_id, sum(weight) AS total FROM postkit_votes GROUP BY post_id) v
+            LEFT JOIN (SELECT post_id, sum(weight) AS total,
+                              count(*) FILTER (WHERE direction = 1) AS up,
+                              count(*) FILTER (WHERE direction = -1) AS down
+                       FROM postkit_votes GROUP BY post_id) v
               ON v.post_id = p.id
-            WHERE p.vote_count <> coalesce(v.total, 0)
+            WHERE p.vote_count <> coalesce(v.total, 0) OR p.upvotes <> coalesce(v.up, 0)
+               OR p.downvotes <> coalesce(v.down, 0)
             """
         )
         return wrong

@@ -22,6 +22,7 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from postkit.migrations import upgrade
+from postkit.ranking import rank_scores
 from postkit.security import PasswordHasher
 
 __all__ = [
@@ -187,7 +188,9 @@ async def _seed_rows(url: str, scale: Scale, password_hash: str) -> None:
 
 
 async def add_votes(url: str, scale: Scale, *, start: int, stop: int) -> None:
-    """Insert votes number ``start`` to ``stop - 1`` and recompute every post's ``vote_count``.
+    """Insert votes number ``start`` to ``stop - 1`` and recompute every post's counters
+    (``vote_count``, ``upvotes``, ``downvotes``: every seeded vote is an up-vote of weight 1) and
+    its ranks, with postkit's own ranking functions.
 
     Vote ``n = u + users * k`` is user ``u + 1`` voting on post ``1 + (37u + 1009k) mod posts``:
     for one user the posts differ for every ``k`` (1009k < posts), so the primary key holds, and
@@ -212,19 +215,48 @@ async def add_votes(url: str, scale: Scale, *, start: int, stop: int) -> None:
                 scale.users - 1,
             )
             await connection.execute(
-                "UPDATE postkit_posts SET vote_count = 0 WHERE vote_count <> 0"
+                "UPDATE postkit_posts SET vote_count = 0, upvotes = 0, downvotes = 0 "
+                "WHERE vote_count <> 0 OR upvotes <> 0 OR downvotes <> 0"
             )
             await connection.execute(
                 """
-                UPDATE postkit_posts AS p SET vote_count = s.total
-                FROM (SELECT post_id, sum(weight)::int AS total
+                UPDATE postkit_posts AS p SET vote_count = s.total, upvotes = s.up
+                FROM (SELECT post_id, sum(weight)::int AS total, count(*)::int AS up
                       FROM postkit_votes GROUP BY post_id) AS s
                 WHERE p.id = s.post_id
                 """
             )
+            await _rank_posts(connection)
         await connection.execute("VACUUM ANALYZE")
     finally:
         await connection.close()
+
+
+async def _rank_posts(connection: asyncpg.Connection) -> None:
+    """Store every post's ranks, computed from its counters as the vote service would."""
+    rows = await connection.fetch(
+        "SELECT id, vote_count, upvotes, downvotes, created_at FROM postkit_posts"
+    )
+    records = []
+    for row in rows:
+        ranks = rank_scores(
+            score=row["vote_count"],
+            upvotes=row["upvotes"],
+            downvotes=row["downvotes"],
+            created_at=row["created_at"],
+        )
+        records.append(
+            (row["id"], ranks["hot_rank"], ranks["best_rank"], ranks["controversial_rank"])
+        )
+    await connection.execute(
+        "CREATE TEMPORARY TABLE seed_ranks (id int PRIMARY KEY, hot float8, best float8, "
+        "controversial float8) ON COMMIT DROP"
+    )
+    await connection.copy_records_to_table("seed_ranks", records=records)
+    await connection.execute(
+        "UPDATE postkit_posts AS p SET hot_rank = r.hot, best_rank = r.best, "
+        "controversial_rank = r.controversial FROM seed_ranks AS r WHERE p.id = r.id"
+    )
 
 
 def seed(

@@ -467,7 +467,7 @@ class DownvotesDisabled(PostKitError):
 
     status_code = 422
     code = ErrorCode.DOWNVOTES_DISABLED.value
-    message = "Down-votes are turned off here"
+    message = "Down-votes are turned off here: vote with dir 1, or remove your vote with dir 0"
 
 
 # --- Comments -----------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ Hooks are called with keyword arguments, so a plugin implements only the paramet
 a hook may gain parameters without breaking existing plugins. An implementation may be a plain
 function or a coroutine function: postkit awaits whatever it returns when that is awaitable.
 
-"First answer wins" hooks (:func:`can_modify_post`, :func:`vote_weight`,
+"First answer wins" hooks (:func:`can_modify_post`, :func:`vote_weight`, :func:`rank_score`,
 :func:`can_modify_comment`, :func:`comment_vote_weight`) are resolved by postkit:
 implementations run in order (plugins passed to :class:`~postkit.PostKit` first, in the order
 given, then entry-point plugins; ``tryfirst`` before, ``trylast`` after) and the first one
@@ -23,6 +23,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
+    from datetime import datetime
 
     from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.sql.elements import ColumnElement
@@ -153,20 +154,25 @@ def validate_vote(post: Post, user: User, direction: int) -> Awaitable[None] | N
 
     Runs for every vote request on a post the voter can see, before postkit knows whether the
     vote already exists. ``VoteRejected`` answers 422, or its ``status_code`` (e.g. 403).
+    A down-vote refused by the ``allow_downvotes`` setting never gets here.
 
     :param post: the post voted on.
     :param user: the voter.
-    :param direction: ``1`` to vote, ``0`` to remove a vote.
+    :param direction: ``1`` to up-vote, ``-1`` to down-vote, ``0`` to remove a vote.
     """
 
 
 @hookspec
 def vote_weight(post: Post, user: User, direction: int) -> int | Awaitable[int | None] | None:
-    """Decide how much a vote counts towards the post's total. First non-``None`` answer wins.
+    """Decide how much a vote counts towards the post's score. First non-``None`` answer wins.
+
+    The answer is the vote's magnitude: postkit stores ``direction * weight``, so a down-vote
+    of weight 2 takes 2 off the score. Switching a vote's direction asks again.
 
     :param post: the post voted on.
     :param user: the voter.
-    :param direction: always ``1`` (removing a vote takes back the weight it was cast with).
+    :param direction: ``1`` for an up-vote, ``-1`` for a down-vote (removing a vote takes back
+        the weight it was cast with, without asking).
     :returns: an integer weight (the built-in default is ``1``; zero and negative weights are
         allowed), or ``None`` to defer. Anything else is a plugin error (500).
     """
@@ -174,15 +180,46 @@ def vote_weight(post: Post, user: User, direction: int) -> int | Awaitable[int |
 
 @hookspec
 def after_vote(post: Post, user: User, direction: int, previous: int) -> Awaitable[None] | None:
-    """Called after a vote or its removal is committed.
+    """Called after a vote, a switch of its direction, or its removal is committed.
 
-    Not called when a request changed nothing (``PUT`` on an existing vote, ``DELETE`` with
-    none).
+    Not called when a request changed nothing (``PUT`` on a vote that already was as asked,
+    ``DELETE`` with none).
 
-    :param post: the post voted on, with its updated ``vote_count``.
+    :param post: the post voted on, with its updated ``vote_count`` (the score), ``upvotes``,
+        ``downvotes`` and ranks.
     :param user: the voter.
-    :param direction: ``1`` for a new vote, ``0`` for a removal.
-    :param previous: the voter's direction before this call (``0`` or ``1``).
+    :param direction: ``1`` or ``-1`` for the vote now standing, ``0`` for a removal.
+    :param previous: the voter's direction before this call (``1``, ``-1`` or ``0``).
+    """
+
+
+@hookspec
+def rank_score(
+    rank: str,
+    item: Post,
+    score: int,
+    upvotes: int,
+    downvotes: int,
+    created_at: datetime,
+) -> float | Awaitable[float | None] | None:
+    """Compute one stored ranking score of a post. First non-``None`` answer wins, per rank.
+
+    Called once per rank (``"hot"``, ``"best"``, ``"controversial"``) whenever a post's votes
+    change and, for every rank, when it is created, inside that write's transaction; the answer
+    is stored in the post's ``<rank>_rank`` column, which ``GET /posts?sort=<rank>`` orders by.
+    The built-in default is :mod:`postkit.ranking` (``hot``, ``best``, ``controversial``).
+    Answer ``None`` for the ranks you leave to it. Keep it a pure function of its arguments:
+    the stored value is not recomputed as time passes, and the migration that introduced the
+    ranks computed them with the defaults.
+
+    :param rank: which score: ``"hot"``, ``"best"`` or ``"controversial"``.
+    :param item: the post (on create it has no ``id`` yet).
+    :param score: the post's score (the sum of its votes' signed weights) after the change.
+    :param upvotes: its number of up-votes after the change.
+    :param downvotes: its number of down-votes after the change.
+    :param created_at: when the post was created (timezone-aware, never changes).
+    :returns: a finite ``float`` (or ``int``), or ``None`` to defer. Anything else is a plugin
+        error (500).
     """
 
 

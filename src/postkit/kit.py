@@ -87,9 +87,11 @@ class PostKit:
         )
         """Auth sessions: :meth:`~postkit.services.sessions.Sessions.authenticate`, refresh,
         the session list and logout."""
-        self.posts = Posts(self.hooks)
+        self.posts = Posts(self.hooks, revisions_visible_to=settings.revisions_visible_to)
         """Post reads and writes under the reader's visibility rules and the post hooks."""
-        self.votes = Votes(posts=self.posts, hooks=self.hooks)
+        self.votes = Votes(
+            posts=self.posts, hooks=self.hooks, allow_downvotes=settings.allow_downvotes
+        )
         """Votes with exact counters and the vote hooks."""
         self.comments = Comments(
             posts=self.posts,

@@ -16,11 +16,13 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Dialect,
+    Double,
     Float,
     ForeignKey,
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Text,
     func,
@@ -48,6 +50,7 @@ __all__ = [
     "CommentVote",
     "LoginAttempt",
     "Post",
+    "PostRevision",
     "RateLimitCounter",
     "RefreshToken",
     "User",
@@ -153,13 +156,18 @@ class User(Base):
 
 
 class Post(Base):
-    """A post. ``vote_count`` is the running total of its votes' weights, kept by the vote service
-    in the same transaction as each vote, so a feed page never aggregates the votes table."""
+    """A post. ``vote_count`` is its score, the running total of its votes' signed weights, and
+    ``upvotes``/``downvotes`` count its votes of each direction; the vote service keeps them, and
+    the ``*_rank`` columns computed from them (:mod:`postkit.ranking`), in the same transaction
+    as each vote, so a feed page never aggregates the votes table."""
 
     __tablename__ = "postkit_posts"
     __table_args__ = (
         Index("ix_postkit_posts_created_at_id", "created_at", "id"),
         Index("ix_postkit_posts_vote_count_id", "vote_count", "id"),
+        Index("ix_postkit_posts_hot_rank_id", "hot_rank", "id"),
+        Index("ix_postkit_posts_best_rank_id", "best_rank", "id"),
+        Index("ix_postkit_posts_controversial_rank_id", "controversial_rank", "id"),
         CheckConstraint("length(title) >= 1", name="title_not_empty"),
     )
 
@@ -171,13 +179,21 @@ class Post(Base):
     updated_at: Mapped[datetime] = mapped_column(
         default=utcnow, onupdate=utcnow, server_default=func.now()
     )
+    # Set by an update that changes the title or the content; None until then.
+    edited_at: Mapped[datetime | None] = mapped_column(default=None)
     owner_id: Mapped[int] = mapped_column(
         ForeignKey("postkit_users.id", ondelete="CASCADE"), index=True
     )
+    # The score (the API's ``score``): the sum of the votes' signed weights.
     vote_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # The post's comments that are not deleted, kept by the comment service in the same
     # transaction as each comment written or deleted.
     comment_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    upvotes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    downvotes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    hot_rank: Mapped[float] = mapped_column(Double, default=0.0, server_default="0")
+    best_rank: Mapped[float] = mapped_column(Double, default=0.0, server_default="0")
+    controversial_rank: Mapped[float] = mapped_column(Double, default=0.0, server_default="0")
 
     owner: Mapped[User] = relationship(back_populates="posts", lazy="raise")
 
@@ -185,8 +201,26 @@ class Post(Base):
         return f"<Post id={self.id} owner_id={self.owner_id}>"
 
 
+class PostRevision(Base):
+    """A previous version of a post: what its title, content and published flag were until the
+    update at ``replaced_at``. Written in the update's own transaction."""
+
+    __tablename__ = "postkit_post_revisions"
+    __table_args__ = (Index("ix_postkit_post_revisions_post_id_id", "post_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("postkit_posts.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(String(300))
+    content: Mapped[str] = mapped_column(Text)
+    published: Mapped[bool] = mapped_column(Boolean)
+    replaced_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+
+
 class Vote(Base):
-    """One user's vote on one post. The primary key makes a second vote impossible."""
+    """One user's vote on one post. The primary key makes a second vote impossible.
+
+    ``direction`` is 1 (up) or -1 (down); ``weight`` is signed: the direction times what
+    ``vote_weight`` answered, so the post's score is the sum of the weights."""
 
     __tablename__ = "postkit_votes"
 
@@ -197,6 +231,7 @@ class Vote(Base):
         ForeignKey("postkit_posts.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     weight: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    direction: Mapped[int] = mapped_column(SmallInteger, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
 
 

@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from postkit import hookspecs
+from postkit import hookspecs, ranking
 from postkit.errors import PostKitError
 from postkit.hookspecs import PROJECT_NAME, hookimpl
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from postkit.models import Comment, Post, User
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "build_plugin_manager",
     "check_wrappers",
     "default_email",
+    "default_rank",
 ]
 
 logger = logging.getLogger("postkit")
@@ -54,6 +57,14 @@ class DefaultRules:
     @hookimpl(trylast=True)
     def comment_vote_weight(self, comment: Comment, user: User, direction: int) -> int:
         return 1
+
+    @hookimpl(trylast=True)
+    def rank_score(
+        self, rank: str, score: int, upvotes: int, downvotes: int, created_at: datetime
+    ) -> float:
+        return default_rank(
+            rank, score=score, upvotes=upvotes, downvotes=downvotes, created_at=created_at
+        )
 
     @hookimpl(trylast=True)
     def render_email(self, kind: str, user: User, link: str | None, to: str) -> tuple[str, str]:
@@ -85,6 +96,19 @@ _DEFAULT_EMAILS: dict[str, tuple[str, str]] = {
         "If it was not you, reset your password now: that also cancels the change.",
     ),
 }
+
+
+def default_rank(
+    rank: str, *, score: int, upvotes: int, downvotes: int, created_at: datetime
+) -> float:
+    """postkit's own ranking score ``rank`` (see ``rank_score`` and :mod:`postkit.ranking`)."""
+    if rank == "hot":
+        return ranking.hot(score, created_at)
+    if rank == "best":
+        return ranking.best(upvotes, downvotes)
+    if rank == "controversial":
+        return ranking.controversial(upvotes, downvotes)
+    raise ValueError(f"unknown rank {rank!r}")
 
 
 def default_email(kind: str, *, user: User, link: str | None, to: str) -> tuple[str, str]:

@@ -137,6 +137,10 @@ async def test_hookcall_monitoring_sees_postkits_calls(make_client, new_user):
     assert [name for name in before if name != "post_query_filters"] == [
         "validate_post",
         "before_post_save",
+        # A new post is ranked as it is created: once per stored rank.
+        "rank_score",
+        "rank_score",
+        "rank_score",
         "after_post_create",
     ]
     assert ("validate_post", []) in after

@@ -330,6 +330,7 @@ async def test_plugin_answers_come_before_the_defaults_and_first_key_wins(make_c
         "can_modify_comment",
         "can_modify_post",
         "comment_vote_weight",
+        "rank_score",
         "render_email",
         "vote_weight",
     ]

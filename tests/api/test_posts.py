@@ -43,8 +43,12 @@ async def test_create_answers_the_full_post_with_owner_from_token(client, new_us
         "updated_at",
         "owner_id",
         "owner",
+        "score",
+        "upvotes",
+        "downvotes",
         "votes",
         "comment_count",
+        "edited_at",
         "extra",
     }
     assert body["title"] == "Hello"
@@ -54,6 +58,8 @@ async def test_create_answers_the_full_post_with_owner_from_token(client, new_us
     assert body["owner"] == {"id": user.id, "username": user.username}
     assert body["votes"] == 0
     assert body["comment_count"] == 0
+    assert body["votes"] == body["score"] == body["upvotes"] == body["downvotes"] == 0
+    assert body["edited_at"] is None
     assert body["extra"] == {}
     assert body["created_at"].endswith("Z")
 

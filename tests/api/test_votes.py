@@ -24,6 +24,16 @@ async def stored_state(client: Any, post_id: int) -> tuple[int, int]:
     return count, len(rows)
 
 
+def counts(score: int, upvotes: int | None = None, downvotes: int = 0) -> dict[str, int]:
+    """A vote answer's counters: ``score`` (and its deprecated alias ``votes``), up and down."""
+    return {
+        "score": score,
+        "upvotes": score if upvotes is None else upvotes,
+        "downvotes": downvotes,
+        "votes": score,
+    }
+
+
 async def test_vote_and_unvote(client, new_user):
     author = await new_user(client)
     voter = await new_user(client)
@@ -33,7 +43,7 @@ async def test_vote_and_unvote(client, new_user):
         "/vote", json={"post_id": post["id"], "dir": 1}, headers=voter.headers
     )
     assert voted.status_code == 201
-    assert voted.json() == {"post_id": post["id"], "dir": 1, "votes": 1}
+    assert voted.json() == {"post_id": post["id"], "dir": 1, **counts(1)}
     fetched = await client.get(f"/posts/{post['id']}", headers=voter.headers)
     assert fetched.json()["votes"] == 1
 
@@ -51,7 +61,7 @@ async def test_vote_and_unvote(client, new_user):
         "/vote", json={"post_id": post["id"], "dir": 0}, headers=voter.headers
     )
     assert removed.status_code == 201
-    assert removed.json() == {"post_id": post["id"], "dir": 0, "votes": 0}
+    assert removed.json() == {"post_id": post["id"], "dir": 0, **counts(0)}
     missing = await client.post(
         "/vote", json={"post_id": post["id"], "dir": 0}, headers=voter.headers
     )
@@ -64,7 +74,8 @@ async def test_vote_and_unvote(client, new_user):
     "body",
     [
         {"post_id": 1, "dir": 2},
-        {"post_id": 1, "dir": -1},
+        {"post_id": 1, "dir": -2},
+        {"post_id": 1, "dir": -1.0},
         {"post_id": 1, "dir": "up"},
         {"post_id": 1, "dir": 1.5},
         {"post_id": 1, "dir": True},
@@ -127,10 +138,10 @@ async def test_put_and_delete_are_idempotent(client, new_user):
 
     first = await client.put(url, headers=voter.headers)
     assert first.status_code == 201
-    assert first.json() == {"post_id": post["id"], "dir": 1, "votes": 1}
+    assert first.json() == {"post_id": post["id"], "dir": 1, **counts(1)}
     second = await client.put(url, headers=voter.headers)
     assert second.status_code == 200
-    assert second.json() == {"post_id": post["id"], "dir": 1, "votes": 1}
+    assert second.json() == {"post_id": post["id"], "dir": 1, **counts(1)}
     assert await stored_state(client, post["id"]) == (1, 1)
 
     for _ in range(2):

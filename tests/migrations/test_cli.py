@@ -142,7 +142,8 @@ def test_plugins_lists_entry_point_plugins(tmp_path):
     lines = dict(line.split(None, 1) for line in result.stdout.strip().splitlines())
     assert lines["bookmarks"] == "after_vote, validate_post"
     assert lines["postkit.defaults"] == (
-        "can_modify_comment, can_modify_post, comment_vote_weight, render_email, vote_weight"
+        "can_modify_comment, can_modify_post, comment_vote_weight, rank_score, render_email, "
+        "vote_weight"
     )
 
     without = postkit("plugins", "--no-discover", cwd=tmp_path, env=env)

@@ -56,16 +56,23 @@ SEED = [
     # by row; they are rebuilt below with the migration's definition.
     *(f"DROP INDEX {name}" for name in TRIGRAM_INDEXES),
     # One post in ten is a draft; authors rotate through the users; one post per second.
-    # Every post gets 10 of the votes below, so its counter starts at 10.
+    # Every post gets 10 of the votes below, so its counter starts at 10 (all up-votes). The
+    # ranks only need a realistic spread for the planner: hot grows with time, best and
+    # controversial take many distinct values.
     f"""INSERT INTO postkit_posts
-            (title, content, published, created_at, updated_at, owner_id, vote_count)
+            (title, content, published, created_at, updated_at, owner_id, vote_count, upvotes,
+             hot_rank, best_rank, controversial_rank)
         SELECT 'Post ' || md5(g::text),
                'Body ' || md5((g * 7)::text) || ' ' || md5((g * 13)::text),
                g % 10 <> 0,
                timestamptz '2026-01-01' + g * interval '1 second',
                timestamptz '2026-01-01' + g * interval '1 second',
                (g % {USERS}) + 1,
-               10
+               10,
+               10,
+               1 + (31536000 + g) / 45000.0 + (g % 13) / 10.0,
+               (g * 7919 % 10007) / 10007.0,
+               (g::bigint * 104729 % 1009) / 100.0
         FROM generate_series(1, {POSTS}) AS g""",
     *(
         f"CREATE INDEX {name} ON postkit_posts USING gin ({column} gin_trgm_ops)"
@@ -147,6 +154,12 @@ def assert_no_sequential_scan(plan: str) -> None:
     assert "postkit_votes" not in plan, plan
 
 
+RANK_CURSORS = {"hot": (701.5, 50_000), "best": (0.5, 50_000), "controversial": (5.0, 50_000)}
+"""A cursor position half-way down each ranked feed."""
+SEEDED_FROM = datetime.fromisoformat("2026-01-01T00:00:00+00:00")
+"""The first seeded post's creation time (one post per second after it)."""
+
+
 @pytest.fixture(scope="module")
 def reader() -> User:
     return User(id=7, username="user7", email="user7@example.com")
@@ -162,6 +175,16 @@ def reader() -> User:
         ("search with a percent", {"search": "50%_off"}),
         ("top page", {"sort": "top"}),
         ("top cursor page", {"sort": "top", "after": (10, 50_000)}),
+        *(
+            (f"{sort} {kind}", {"sort": sort, **options})
+            for sort, after in RANK_CURSORS.items()
+            for kind, options in (
+                ("page", {}),
+                ("cursor page", {"after": after}),
+                ("search page", {"search": "c0ffe"}),
+                ("deep page", {"skip": 200}),
+            )
+        ),
     ],
 )
 async def test_feed_pages_use_indexes(seeded_kit, reader, name, options):
@@ -171,10 +194,37 @@ async def test_feed_pages_use_indexes(seeded_kit, reader, name, options):
     assert_no_sequential_scan(plan)
     if "search" in options:
         assert "_trgm" in plan, plan
+    elif options.get("sort") in RANK_CURSORS:
+        assert f"ix_postkit_posts_{options['sort']}_rank_id" in plan, plan
     elif options.get("sort") == "top":
         assert "ix_postkit_posts_vote_count_id" in plan, plan
     else:
         assert "ix_postkit_posts_created_at_id" in plan, plan
+
+
+@pytest.mark.parametrize(
+    ("name", "since_seconds"),
+    [
+        # The windows of sort=top at the seeded spread (one post per second for 28 hours):
+        # the last hour, the last day, and one reaching back past the first post.
+        ("top, last hour", POSTS - 3_600),
+        ("top, last day", POSTS - 86_400),
+        ("top, everything in the window", -1),
+    ],
+)
+@pytest.mark.parametrize("paged", [False, True])
+async def test_top_windows_use_indexes(seeded_kit, reader, name, since_seconds, paged):
+    from datetime import timedelta
+
+    since = SEEDED_FROM + timedelta(seconds=since_seconds)
+    after = (10, POSTS - 100) if paged else None
+    statement = post_service.feed_statement(
+        reader_id=reader.id, limit=11, sort="top", since=since, after=after
+    )
+    async with seeded_kit.db.engine.connect() as connection:
+        plan = await explain(connection, statement)
+    assert_no_sequential_scan(plan)
+    assert "ix_postkit_posts_vote_count_id" in plan or "ix_postkit_posts_created_at_id" in plan
 
 
 async def test_anonymous_feed_uses_the_index(seeded_kit):

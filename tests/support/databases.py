@@ -42,6 +42,7 @@ POSTKIT_TABLES = sorted(
         "postkit_comments",
         "postkit_comment_votes",
         "postkit_comment_revisions",
+        "postkit_post_revisions",
     }
 )
 """Every table postkit's migrations create."""

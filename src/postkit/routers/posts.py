@@ -1,4 +1,5 @@
-"""Posts: ``GET/POST /posts``, ``GET/PUT/PATCH/DELETE /posts/{id}``.
+"""Posts: ``GET/POST /posts``, ``GET/PUT/PATCH/DELETE /posts/{id}``,
+``GET /posts/{id}/revisions``.
 
 Handlers are thin: parse, depend, call :class:`postkit.services.posts.Posts`, answer. Post
 responses are built as plain dicts and serialised straight to JSON (the response models document
@@ -15,8 +16,15 @@ from postkit.dependencies import Dependencies
 from postkit.errors import error_responses
 from postkit.models import MAX_ID, User
 from postkit.routers.common import ItemId, json_response
-from postkit.schemas.posts import PostCreate, PostPatch, PostPublic, PostReplace, storable_text
-from postkit.services.posts import Posts, Sort
+from postkit.schemas.posts import (
+    PostCreate,
+    PostPatch,
+    PostPublic,
+    PostReplace,
+    PostRevisionPublic,
+    storable_text,
+)
+from postkit.services.posts import Posts, Sort, TopWindow
 from postkit.services.sessions import ReadAccess
 from postkit.settings import PostKitSettings
 
@@ -81,6 +89,40 @@ def _without_body_id(post_id: int, changes: dict[str, Any]) -> dict[str, Any]:
     return changes
 
 
+SORT_DESCRIPTION = (
+    "`new`: newest first; `top`: highest score first (within the window `t`); `hot`: score "
+    "decayed by age (newer posts need fewer votes); `best`: the lower bound of the Wilson score "
+    "interval of the up-vote share (many votes trusted more than few); `controversial`: many "
+    "votes split evenly between up and down. Ties are broken by id, highest first."
+)
+
+
+def _check_window(sort: Sort, window: TopWindow | None) -> TopWindow:
+    if window is None:
+        return "all"
+    if sort != "top":
+        raise RequestValidationError(
+            [
+                {
+                    "type": "window_without_top",
+                    "loc": ("query", "t"),
+                    "msg": f"t (a time window) applies to sort=top only, not sort={sort}",
+                    "input": window,
+                }
+            ]
+        )
+    return window
+
+
+def _next_page_headers(request: Request, cursor: str | None) -> dict[str, str] | None:
+    if cursor is None:
+        return None
+    next_url = request.url.remove_query_params(["cursor", "skip"]).include_query_params(
+        cursor=cursor
+    )
+    return {"Link": f'<{next_url}>; rel="next"', "X-Next-Cursor": cursor}
+
+
 def _is_search(request: Request) -> bool:
     # Only searches are rate limited on GET /posts: plain pages are cheap index reads.
     return bool(request.query_params.get("search", "").strip())
@@ -94,6 +136,8 @@ def get_posts_router(posts: Posts, deps: Dependencies, settings: PostKitSettings
     CurrentUser = Annotated[User, deps.writer_param]
     # Reads take the fast path: the token check and the read on one driver connection.
     Reader = Annotated[ReadAccess, deps.read_access_param]
+    # Reads that need the reader before their first statement take the session path.
+    SessionReader = Annotated[User | None, deps.reader_param]
     content_limit = settings.post_content_max_length
 
     @router.get(
@@ -126,15 +170,28 @@ def get_posts_router(posts: Posts, deps: Dependencies, settings: PostKitSettings
                 ),
             ),
         ] = None,
-        sort: Annotated[
-            Sort, Query(description="`new`: newest first; `top`: most votes first.")
-        ] = "new",
+        sort: Annotated[Sort, Query(description=SORT_DESCRIPTION)] = "new",
+        t: Annotated[
+            TopWindow | None,
+            Query(
+                description=(
+                    "With `sort=top` only (422 with another sort): posts created in the last "
+                    "`day`, `week`, `month` (30 days), `year` (365 days), or `all` (the default)."
+                )
+            ),
+        ] = None,
         cursor: Annotated[
             str | None,
-            Query(max_length=512, description="From a previous page's `X-Next-Cursor`."),
+            Query(
+                max_length=512,
+                description=(
+                    "From a previous page's `X-Next-Cursor`, with the same `sort` (and `t`): "
+                    "a cursor of another sort is refused with 400."
+                ),
+            ),
         ] = None,
     ) -> Response:
-        """The posts the caller may see, newest first (or most voted with `sort=top`).
+        """The posts the caller may see, newest first, or in the order `sort` names.
 
         The next page's URL is in the `Link` header (`rel="next"`), its cursor in `X-Next-Cursor`.
         """
@@ -145,14 +202,9 @@ def get_posts_router(posts: Posts, deps: Dependencies, settings: PostKitSettings
             search=_check_search(search) or None,
             sort=sort,
             cursor=cursor,
+            window=_check_window(sort, t),
         )
-        headers = None
-        if page.next_cursor is not None:
-            next_url = request.url.remove_query_params(["cursor", "skip"]).include_query_params(
-                cursor=page.next_cursor
-            )
-            headers = {"Link": f'<{next_url}>; rel="next"', "X-Next-Cursor": page.next_cursor}
-        return json_response(page.posts, headers=headers)
+        return json_response(page.posts, headers=_next_page_headers(request, page.next_cursor))
 
     @router.get(
         "/posts/{post_id}",
@@ -163,6 +215,37 @@ def get_posts_router(posts: Posts, deps: Dependencies, settings: PostKitSettings
     async def get_post(post_id: ItemId, reader: Reader) -> Response:
         """One post. Another user's draft answers 404, like a post that does not exist."""
         return json_response(await posts.get_for(reader, post_id=post_id))
+
+    @router.get(
+        "/posts/{post_id}/revisions",
+        name="postkit:list_post_revisions",
+        response_model=list[PostRevisionPublic],
+        responses={200: {"headers": _PAGING_HEADERS}, **error_responses(400, 401, 404, 422)},
+    )
+    async def list_post_revisions(
+        request: Request,
+        post_id: ItemId,
+        session: Session,
+        reader: SessionReader,
+        limit: Annotated[
+            int, Query(ge=1, le=settings.posts_max_limit, description="Revisions per page.")
+        ] = settings.posts_default_limit,
+        cursor: Annotated[
+            str | None,
+            Query(max_length=512, description="From a previous page's `X-Next-Cursor`."),
+        ] = None,
+    ) -> Response:
+        """A post's previous versions, newest first: each is what the post was until the edit
+        at `replaced_at`.
+
+        Visible to whoever may see the post, or only to its author when the
+        `revisions_visible_to` setting is `author` (404 for others, as for a post they cannot
+        see). Versions saved while the post was a draft are listed to its author only.
+        """
+        page = await posts.revisions(
+            session, post_id=post_id, user=reader, limit=limit, cursor=cursor
+        )
+        return json_response(page.revisions, headers=_next_page_headers(request, page.next_cursor))
 
     @router.post(
         "/posts",

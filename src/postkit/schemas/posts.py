@@ -33,6 +33,7 @@ __all__ = [
     "PostPatch",
     "PostPublic",
     "PostReplace",
+    "PostRevisionPublic",
     "storable_text",
 ]
 
@@ -133,12 +134,32 @@ class PostPublic(BaseModel):
     published: bool
     created_at: datetime
     updated_at: datetime
+    edited_at: datetime | None = Field(
+        description="When the title or content last changed; `null` until it has been edited."
+    )
     owner_id: int
     owner: PostOwner
-    votes: int = Field(description="The post's vote total (the sum of its votes' weights).")
+    score: int = Field(description="The post's score: the sum of its votes' signed weights.")
+    upvotes: int = Field(description="How many up-votes the post has.")
+    downvotes: int = Field(description="How many down-votes the post has.")
+    votes: int = Field(
+        deprecated=True,
+        description="Deprecated alias of `score` (removed in the next release).",
+    )
     comment_count: int = Field(
         default=0, description="The post's comments and replies, deleted ones not counted."
     )
     extra: dict[str, Any] = Field(
         default_factory=dict, description="Fields added by plugins (`extra_post_fields`)."
     )
+
+
+class PostRevisionPublic(BaseModel):
+    """A previous version of a post (``GET /posts/{id}/revisions``)."""
+
+    id: int
+    post_id: int
+    title: str
+    content: str
+    published: bool
+    replaced_at: datetime = Field(description="When the edit that replaced this version was made.")

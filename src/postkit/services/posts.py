@@ -15,12 +15,14 @@ import base64
 import binascii
 import functools
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, cast
 
-from sqlalchemy import Select, bindparam, delete, select, true, tuple_
+from sqlalchemy import Select, Table, bindparam, delete, select, true, tuple_, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import contains_eager
 from sqlalchemy.orm.attributes import set_committed_value
@@ -28,17 +30,21 @@ from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.sql.elements import ColumnElement
 
 from postkit.errors import InvalidCursor, NotPostOwner, PostNotFound
-from postkit.models import MAX_ID, Post, User
+from postkit.models import MAX_ID, Post, PostRevision, User, utcnow
 from postkit.plugins import HookRunner
+from postkit.ranking import RANKS
 from postkit.services.sessions import ReadAccess
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 __all__ = [
+    "TOP_WINDOWS",
     "FeedPage",
     "Posts",
+    "RevisionPage",
     "Sort",
+    "TopWindow",
     "decode_cursor",
     "encode_cursor",
     "feed_statement",
@@ -47,8 +53,28 @@ __all__ = [
     "serialize_post",
 ]
 
-Sort = Literal["new", "top"]
+Sort = Literal["new", "top", "hot", "best", "controversial"]
+TopWindow = Literal["day", "week", "month", "year", "all"]
 FeedSelect: TypeAlias = "Select[Unpack[tuple[Any, ...]]]"
+
+TOP_WINDOWS: dict[str, timedelta] = {
+    "day": timedelta(days=1),
+    "week": timedelta(days=7),
+    "month": timedelta(days=30),
+    "year": timedelta(days=365),
+}
+"""How far back ``sort=top&t=...`` looks (``all``: no limit)."""
+
+_RANK_SORTS = frozenset(RANKS)
+"""The sorts served from a stored ranking score (``<sort>_rank``, a float)."""
+
+_SORT_KEYS: dict[str, Any] = {
+    "new": Post.created_at,
+    "top": Post.vote_count,
+    "hot": Post.hot_rank,
+    "best": Post.best_rank,
+    "controversial": Post.controversial_rank,
+}
 
 _FEED_COLUMNS = (
     Post.id,
@@ -61,7 +87,31 @@ _FEED_COLUMNS = (
     Post.vote_count,
     Post.comment_count,
     User.username,
+    Post.upvotes,
+    Post.downvotes,
+    Post.edited_at,
+    Post.hot_rank,
+    Post.best_rank,
+    Post.controversial_rank,
 )
+
+
+_FEED_KEYS = [column.key for column in _FEED_COLUMNS]
+"""The feed's column names, by position (driver rows have no attribute names)."""
+
+_VERSIONED_FIELDS = ("title", "content", "published")
+"""What a revision keeps of a post."""
+_EDIT_FIELDS = frozenset({"title", "content"})
+"""The fields whose change is an edit (moves ``edited_at``); publishing is not one."""
+_LOCKED_FIELDS = (
+    *_VERSIONED_FIELDS,
+    "updated_at",
+    "edited_at",
+    "vote_count",
+    "upvotes",
+    "downvotes",
+)
+"""What an update reads again under its row lock (all a response shows that may have moved)."""
 
 
 # --- Filters ------------------------------------------------------------------------------------
@@ -83,35 +133,54 @@ def like_pattern(term: str) -> str:
 # --- Cursors ------------------------------------------------------------------------------------
 
 
-def encode_cursor(sort: Sort, key: datetime | int, post_id: int) -> str:
-    """An opaque cursor naming the last post of a page (its sort key and id)."""
+def cursor_kind(sort: Sort, window: TopWindow = "all") -> str:
+    """What a feed cursor is for: the sort, and for ``top`` its window (``top:week``); a cursor
+    of one kind is refused by every other."""
+    return f"top:{window}" if sort == "top" and window != "all" else sort
+
+
+def encode_cursor(kind: str, key: datetime | int | float, post_id: int) -> str:
+    """An opaque cursor naming the last item of a page (its sort key and id).
+
+    ``kind`` is what the cursor pages (:func:`cursor_kind`; ``revisions``). Float keys are
+    written as Python's shortest exact representation, so they come back bit for bit.
+    """
     value = key.isoformat() if isinstance(key, datetime) else key
-    raw = json.dumps({"s": sort, "k": value, "i": post_id}, separators=(",", ":"))
+    raw = json.dumps({"s": kind, "k": value, "i": post_id}, separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).rstrip(b"=").decode()
 
 
-def decode_cursor(cursor: str, sort: Sort) -> tuple[datetime | int, int]:
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a key")
+
+
+def decode_cursor(cursor: str, kind: str) -> tuple[datetime | int | float, int]:
     """The sort key and id a cursor names.
 
     Timestamps come back in UTC; one that cannot be (``0001-01-01T00:00:00+14:00`` is before the
-    first representable instant) is refused like any other forged cursor.
+    first representable instant) is refused like any other forged cursor, and so are ranks that
+    are not finite floats.
 
-    :raises InvalidCursor: a cursor postkit did not issue, or issued for another sort.
+    :raises InvalidCursor: a cursor postkit did not issue, or issued for another kind of page.
     """
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        payload = json.loads(raw)
+        payload = json.loads(raw, parse_constant=_refuse_constant)
     except (binascii.Error, ValueError, RecursionError):
         raise InvalidCursor("not a cursor postkit issued") from None
     if not isinstance(payload, dict) or set(payload) != {"s", "k", "i"}:
         raise InvalidCursor("not a cursor postkit issued")
-    if payload["s"] != sort:
-        raise InvalidCursor(f"it belongs to sort={payload['s']!r}, not sort={sort!r}")
+    if payload["s"] != kind:
+        raise InvalidCursor(f"it belongs to sort={payload['s']!r}, not sort={kind!r}")
     post_id = payload["i"]
     if type(post_id) is not int or not 0 <= post_id <= MAX_ID:
         raise InvalidCursor("bad post id")
     key = payload["k"]
-    if sort == "top":
+    if kind in _RANK_SORTS:
+        if type(key) is not float or not math.isfinite(key):
+            raise InvalidCursor("bad rank")
+        return key, post_id
+    if kind == "top" or kind.startswith("top:") or kind == "revisions":
         if type(key) is not int or not -(2**31) <= key <= MAX_ID:
             raise InvalidCursor("bad vote count")
         return key, post_id
@@ -124,6 +193,12 @@ def decode_cursor(cursor: str, sort: Sort) -> tuple[datetime | int, int]:
     if created_at is None or created_at.tzinfo is None:
         raise InvalidCursor("bad timestamp")
     return created_at, post_id
+
+
+def next_cursor(sort: Sort, window: TopWindow, row: Any) -> str:
+    """The cursor of the page after the one ending with ``row`` (a feed row, by position)."""
+    key = row[_FEED_KEYS.index(_SORT_KEYS[sort].key)]
+    return encode_cursor(cursor_kind(sort, window), key, row[0])
 
 
 # --- Statements ---------------------------------------------------------------------------------
@@ -142,10 +217,13 @@ def _find_post_statement() -> Select[Post]:
 
 
 @functools.cache
-def _feed_template(sort: Sort, search: bool, after: bool, skip: bool) -> FeedSelect:
+def _feed_template(
+    sort: Sort, search: bool, after: bool, skip: bool, since: bool = False
+) -> FeedSelect:
     """``GET /posts`` for one query shape, built once, with bound parameters: ``reader_id``,
-    ``limit``, and as the shape needs ``pattern``, ``after_key``/``after_id`` and ``skip``."""
-    key_column: Any = Post.vote_count if sort == "top" else Post.created_at
+    ``limit``, and as the shape needs ``pattern``, ``after_key``/``after_id``, ``skip`` and
+    ``since`` (the start of ``sort=top``'s window)."""
+    key_column: Any = _SORT_KEYS[sort]
     statement: FeedSelect = (
         select(*_FEED_COLUMNS).join(User, User.id == Post.owner_id).where(_visible_to_reader())
     )
@@ -154,6 +232,10 @@ def _feed_template(sort: Sort, search: bool, after: bool, skip: bool) -> FeedSel
         pattern = bindparam("pattern", type_=Post.title.type)
         statement = statement.where(
             Post.title.ilike(pattern, escape="\\") | Post.content.ilike(pattern, escape="\\")
+        )
+    if since:
+        statement = statement.where(
+            Post.created_at >= bindparam("since", type_=Post.created_at.type)
         )
     if after:
         statement = statement.where(
@@ -189,14 +271,17 @@ def _feed_query(
     skip: int,
     search: str | None,
     sort: Sort,
-    after: tuple[datetime | int, int] | None,
+    after: tuple[datetime | int | float, int] | None,
+    since: datetime | None = None,
 ) -> tuple[FeedSelect, dict[str, Any]]:
     # The prebuilt statement for the query shape (building it per request cost 10-18% of the
     # feed's CPU time), plus the plugins' filters, and the values of its parameters.
-    statement = _feed_template(sort, bool(search), after is not None, bool(skip))
+    statement = _feed_template(sort, bool(search), after is not None, bool(skip), since is not None)
     if plugin_filters:
         statement = statement.where(*plugin_filters)
     params: dict[str, Any] = {"reader_id": reader_id, "limit": limit}
+    if since is not None:
+        params["since"] = since
     if search:
         params["pattern"] = like_pattern(search)
     if after is not None:
@@ -222,8 +307,9 @@ def feed_statement(
     skip: int = 0,
     search: str | None = None,
     sort: Sort = "new",
-    after: tuple[datetime | int, int] | None = None,
+    after: tuple[datetime | int | float, int] | None = None,
     plugin_filters: Sequence[ColumnElement[bool]] = (),
+    since: datetime | None = None,
 ) -> FeedSelect:
     """The statement ``GET /posts`` runs, with its parameters bound (for EXPLAIN and tests).
 
@@ -233,6 +319,7 @@ def feed_statement(
     :param search: matched case-insensitively and literally against title or content.
     :param after: the decoded cursor: only posts after it in ``sort`` order.
     :param plugin_filters: the plugins' ``post_query_filters`` answers.
+    :param since: only posts created at or after it (``sort=top``'s window).
     """
     statement, params = _feed_query(
         reader_id=reader_id,
@@ -242,6 +329,7 @@ def feed_statement(
         search=search,
         sort=sort,
         after=after,
+        since=since,
     )
     return statement.params(params)
 
@@ -301,9 +389,13 @@ def _row_dict(row: Any) -> dict[str, Any]:
         created_at,
         updated_at,
         owner_id,
-        votes,
+        score,
         comment_count,
         username,
+        upvotes,
+        downvotes,
+        edited_at,
+        *_ranks,
     ) = row
     return {
         "id": post_id,
@@ -312,9 +404,13 @@ def _row_dict(row: Any) -> dict[str, Any]:
         "published": published,
         "created_at": created_at,
         "updated_at": updated_at,
+        "edited_at": edited_at,
         "owner_id": owner_id,
         "owner": {"id": owner_id, "username": username},
-        "votes": votes,
+        "score": score,
+        "upvotes": upvotes,
+        "downvotes": downvotes,
+        "votes": score,
         "comment_count": comment_count,
         "extra": {},
     }
@@ -334,6 +430,9 @@ def serialize_post(post: Post, *, username: str) -> dict[str, Any]:
             post.vote_count,
             post.comment_count or 0,
             username,
+            post.upvotes,
+            post.downvotes,
+            post.edited_at,
         )
     )
 
@@ -347,14 +446,29 @@ def _post_from_dict(item: dict[str, Any]) -> Post:
         published=item["published"],
         created_at=item["created_at"],
         updated_at=item["updated_at"],
+        edited_at=item["edited_at"],
         owner_id=item["owner_id"],
-        vote_count=item["votes"],
+        vote_count=item["score"],
+        upvotes=item["upvotes"],
+        downvotes=item["downvotes"],
         comment_count=item["comment_count"],
     )
     set_committed_value(
         post, "owner", User(id=item["owner_id"], username=item["owner"]["username"])
     )
     return post
+
+
+def revision_dict(revision: PostRevision) -> dict[str, Any]:
+    """The response dict of a post revision."""
+    return {
+        "id": revision.id,
+        "post_id": revision.post_id,
+        "title": revision.title,
+        "content": revision.content,
+        "published": revision.published,
+        "replaced_at": revision.replaced_at,
+    }
 
 
 @dataclass
@@ -365,15 +479,52 @@ class FeedPage:
     next_cursor: str | None
 
 
+@dataclass
+class RevisionPage:
+    """One page of a post's edit history, newest first, and the next page's cursor if any."""
+
+    revisions: list[dict[str, Any]]
+    next_cursor: str | None
+
+
 class Posts:
     """Post rules (``kit.posts``): what a reader may see, who may change a post, and the post
     hooks around every write.
 
     :param hooks: the kit's plugin hooks.
+    :param revisions_visible_to: the ``revisions_visible_to`` setting: ``"readers"`` (whoever
+        may see the post) or ``"author"`` (its author only) may list a post's edit history.
     """
 
-    def __init__(self, hooks: HookRunner) -> None:
+    def __init__(self, hooks: HookRunner, *, revisions_visible_to: str = "readers") -> None:
         self.hooks = hooks
+        self.revisions_visible_to = revisions_visible_to
+
+    async def ranks(
+        self, item: Post, *, score: int, upvotes: int, downvotes: int, created_at: datetime
+    ) -> dict[str, float]:
+        """The stored ranking scores of ``item`` with these counters, by column name
+        (``hot_rank``, ...): each the first ``rank_score`` answer (postkit's own is
+        :mod:`postkit.ranking`, a trylast default plugin)."""
+        ranks: dict[str, float] = {}
+        for rank in RANKS:
+            value = await self.hooks.first(
+                "rank_score",
+                rank=rank,
+                item=item,
+                score=score,
+                upvotes=upvotes,
+                downvotes=downvotes,
+                created_at=created_at,
+            )
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError(
+                    f"rank_score must answer a float or None, not {type(value).__name__}"
+                )
+            if not math.isfinite(value):
+                raise TypeError(f"rank_score must answer a finite number, not {value!r}")
+            ranks[f"{rank}_rank"] = float(value)
+        return ranks
 
     async def _plugin_filters(self, user: User | None) -> list[ColumnElement[bool]]:
         """Every plugin's ``post_query_filters`` answers: conditions a visible post must meet."""
@@ -407,10 +558,13 @@ class Posts:
         search: str | None = None,
         sort: Sort = "new",
         cursor: str | None = None,
+        window: TopWindow = "all",
     ) -> FeedPage:
-        """A page of the posts ``user`` may see, newest (or most voted) first.
+        """A page of the posts ``user`` may see, in ``sort`` order: newest, highest score
+        (created within ``window`` for ``top``), or highest stored rank.
 
-        :raises InvalidCursor: ``cursor`` is not one postkit issued for ``sort``.
+        :raises InvalidCursor: ``cursor`` is not one postkit issued for ``sort`` (and
+            ``window``).
         """
         return await self._feed(
             _SessionReader(session, user),
@@ -419,6 +573,7 @@ class Posts:
             search=search,
             sort=sort,
             cursor=cursor,
+            window=window,
         )
 
     async def feed_for(
@@ -430,6 +585,7 @@ class Posts:
         search: str | None = None,
         sort: Sort = "new",
         cursor: str | None = None,
+        window: TopWindow = "all",
     ) -> FeedPage:
         """:meth:`feed` on the fast path (``GET /posts``): the reader's session is checked in
         the same round trip as the page unless a plugin's filters need the reader first.
@@ -438,7 +594,13 @@ class Posts:
         :raises InvalidToken: the reader's token is no longer good.
         """
         return await self._feed(
-            reader, limit=limit, skip=skip, search=search, sort=sort, cursor=cursor
+            reader,
+            limit=limit,
+            skip=skip,
+            search=search,
+            sort=sort,
+            cursor=cursor,
+            window=window,
         )
 
     async def _reader_filters(self, reader: _Reader) -> list[ColumnElement[bool]]:
@@ -456,12 +618,14 @@ class Posts:
         search: str | None,
         sort: Sort,
         cursor: str | None,
+        window: TopWindow,
     ) -> FeedPage:
         try:
-            after = decode_cursor(cursor, sort) if cursor else None
+            after = decode_cursor(cursor, cursor_kind(sort, window)) if cursor else None
         except InvalidCursor:
             await reader.user()  # a bad token is a 401 before a bad cursor is a 400
             raise
+        since = utcnow() - TOP_WINDOWS[window] if sort == "top" and window != "all" else None
         statement, params = _feed_query(
             reader_id=reader.reader_id,
             plugin_filters=await self._reader_filters(reader),
@@ -470,19 +634,17 @@ class Posts:
             search=search,
             sort=sort,
             after=after,
+            since=since,
         )
-        key = "vote_count" if sort == "top" else "created_at"
+        key = _SORT_KEYS[sort].key
         rows = await reader.fetch(statement, params, order_desc=(key, "id"))
-        next_cursor = None
+        cursor_after = None
         if len(rows) > limit:
             rows = rows[:limit]
-            last = _row_dict(rows[-1])
-            next_cursor = encode_cursor(
-                sort, last["votes"] if sort == "top" else last["created_at"], last["id"]
-            )
+            cursor_after = next_cursor(sort, window, rows[-1])
         items = [_row_dict(row) for row in rows]
         await self._add_extra(items, await reader.user())
-        return FeedPage(posts=items, next_cursor=next_cursor)
+        return FeedPage(posts=items, next_cursor=cursor_after)
 
     async def get(
         self, session: AsyncSession, *, post_id: int, user: User | None
@@ -565,10 +727,19 @@ class Posts:
             content=data["content"],
             published=data.get("published", True),
             owner_id=user.id,
+            created_at=utcnow(),
+            vote_count=0,
+            upvotes=0,
+            downvotes=0,
         )
         set_committed_value(post, "owner", user)
         session.add(post)
         await self.hooks.call("before_post_save", post=post, user=user)
+        # hot depends on the creation time, which never changes: rank the post as it is made.
+        for column, value in (
+            await self.ranks(post, score=0, upvotes=0, downvotes=0, created_at=post.created_at)
+        ).items():
+            setattr(post, column, value)
         await session.commit()
         await self.hooks.notify("after_post_create", post=post, user=user)
         return await self._respond(post, user)
@@ -590,18 +761,96 @@ class Posts:
         :raises PostRejected: a ``validate_post`` plugin refused the changes.
         """
         post = await self.find(session, post_id=post_id, user=user)
+        previous = await self._lock_for_update(session, post)
         await self._check_may_modify(post, user, "update")
         await self.hooks.call("validate_post", data=changes, user=user, existing=post)
         for field, value in changes.items():
             setattr(post, field, value)
         await self.hooks.call("before_post_save", post=post, user=user)
+        self._record_revision(session, post, previous)
         try:
             await session.commit()
-        except StaleDataError:
-            # The post was deleted by a concurrent request after it was read.
+        except (StaleDataError, IntegrityError):
+            # The post was deleted by a concurrent request after it was read (its revision's
+            # reference to it then fails, if the update itself did not).
             raise PostNotFound() from None
         await self.hooks.notify("after_post_update", post=post, user=user, changes=changes)
         return await self._respond(post, user)
+
+    async def _lock_for_update(self, session: AsyncSession, post: Post) -> dict[str, Any]:
+        """Lock ``post``'s row until the commit (PostgreSQL; SQLite has one writer at a time) and
+        bring ``post`` up to date with it: concurrent edits then queue, and each revision holds
+        the version its edit replaced. Returns the versioned fields as they were."""
+        if session.get_bind().dialect.name == "sqlite":
+            # SQLite reads outside a transaction until the first write: take the write lock
+            # first (a no-op write), so no other edit commits between this read and the update.
+            posts = cast(Table, Post.__table__)
+            await session.execute(
+                update(posts).where(posts.c.id == post.id).values(updated_at=posts.c.updated_at)
+            )
+        current = (
+            await session.execute(
+                select(*(getattr(Post, name) for name in _LOCKED_FIELDS))
+                .where(Post.id == post.id)
+                .with_for_update()
+            )
+        ).one_or_none()
+        if current is None:
+            raise PostNotFound()  # deleted since the lookup
+        for name, value in zip(_LOCKED_FIELDS, current, strict=True):
+            set_committed_value(post, name, value)
+        return {name: getattr(post, name) for name in _VERSIONED_FIELDS}
+
+    def _record_revision(self, session: AsyncSession, post: Post, previous: dict[str, Any]) -> None:
+        """Store the version ``previous`` as a revision when the update changes it; an update
+        that changes the title or the content also moves ``edited_at``."""
+        changed = {name for name in _VERSIONED_FIELDS if getattr(post, name) != previous[name]}
+        if not changed:
+            return
+        now = utcnow()
+        session.add(PostRevision(post_id=post.id, replaced_at=now, **previous))
+        post.updated_at = now
+        if changed & _EDIT_FIELDS:
+            post.edited_at = now
+
+    async def revisions(
+        self,
+        session: AsyncSession,
+        *,
+        post_id: int,
+        user: User | None,
+        limit: int,
+        cursor: str | None = None,
+    ) -> RevisionPage:
+        """A page of a post's previous versions, newest first.
+
+        Whoever may see the post may list them, or only its author when
+        ``revisions_visible_to`` is ``"author"``. Versions saved while the post was a draft
+        are listed to its author only.
+
+        :raises PostNotFound: no such post, one ``user`` may not see, or (``author`` setting)
+            another author's post.
+        :raises InvalidCursor: ``cursor`` is not one postkit issued for revisions.
+        """
+        post = await self.find(session, post_id=post_id, user=user)
+        is_author = user is not None and post.owner_id == user.id
+        if self.revisions_visible_to == "author" and not is_author:
+            raise PostNotFound()
+        statement = select(PostRevision).where(PostRevision.post_id == post.id)
+        if not is_author:
+            statement = statement.where(PostRevision.published == true())
+        if cursor:
+            _, after_id = decode_cursor(cursor, "revisions")
+            statement = statement.where(PostRevision.id < after_id)
+        statement = statement.order_by(PostRevision.id.desc()).limit(limit + 1)
+        found = list((await session.execute(statement)).scalars())
+        cursor_after = None
+        if len(found) > limit:
+            found = found[:limit]
+            cursor_after = encode_cursor("revisions", found[-1].id, found[-1].id)
+        return RevisionPage(
+            revisions=[revision_dict(revision) for revision in found], next_cursor=cursor_after
+        )
 
     async def delete(self, session: AsyncSession, *, post_id: int, user: User) -> None:
         """Delete a post ``user`` may modify, and commit; its votes go with it (foreign-key

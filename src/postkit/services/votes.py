@@ -1,10 +1,19 @@
-"""Vote rules: one vote per user and post, an exact per-post counter, and the vote hooks.
+"""Vote rules: one vote per user and post, up or down, exact per-post counters, and the vote
+hooks.
 
-Race safety comes from the database, not from check-then-insert: the vote is an
-``INSERT ... ON CONFLICT DO NOTHING RETURNING weight`` against the ``(user_id, post_id)`` primary
-key, and the post's ``vote_count`` moves by that weight with an atomic ``UPDATE ... SET vote_count
-= vote_count + :weight`` in the same transaction. Removal is ``DELETE ... RETURNING weight``
-followed by the matching decrement, so a vote cast with weight 3 takes 3 back.
+Race safety comes from the database, not from check-then-insert: a vote is an ``INSERT ... ON
+CONFLICT DO NOTHING RETURNING weight`` against the ``(user_id, post_id)`` primary key. When a
+vote already exists, it is read back ``FOR UPDATE`` (SQLite holds its one write lock from the
+INSERT on), so the direction and weight replaced by a switch are the ones stored, never a stale
+copy; a vote removed between the two statements sends the loop back to the INSERT. Removal is
+``DELETE ... RETURNING weight, direction``.
+
+Whatever changed, the post's counters then move by that exact difference with one atomic
+``UPDATE ... SET vote_count = vote_count + :delta, upvotes = upvotes + ..., ...`` in the same
+transaction (``vote_count`` is the score: the sum of the votes' signed weights), which also
+locks the post's row until the commit; the ranks (:mod:`postkit.ranking`, or a ``rank_score``
+plugin) are computed from the counters it returns and written before that commit, so no other
+vote can interleave between the counters and the ranks computed from them.
 """
 
 from __future__ import annotations
@@ -12,14 +21,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Insert, Table, and_, delete, func, select, update
+from sqlalchemy import Insert, Table, and_, bindparam, case, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from postkit.errors import AlreadyVoted, PostNotFound, VoteNotFound
+from postkit.errors import AlreadyVoted, DownvotesDisabled, PostNotFound, VoteNotFound
 from postkit.models import Post, User, Vote
 from postkit.plugins import HookRunner
 from postkit.services.posts import Posts
@@ -29,14 +38,38 @@ __all__ = ["VoteOutcome", "Votes"]
 _votes = cast(Table, Vote.__table__)
 _posts = cast(Table, Post.__table__)
 
+# How often a vote goes back to its INSERT when the vote it conflicted with was removed before
+# it could be read (each round needs a concurrent removal to commit in between).
+_MAX_ROUNDS = 20
+
+
+@dataclass(frozen=True)
+class Counts:
+    """A post's vote counters: its score (the sum of the signed weights), up- and down-votes."""
+
+    score: int
+    upvotes: int
+    downvotes: int
+
 
 @dataclass(frozen=True)
 class VoteOutcome:
-    """What a vote request did: ``changed`` is False when the vote already was as asked."""
+    """What a vote request did: ``changed`` is False when the vote already was as asked.
+
+    ``direction`` is the caller's vote on the post afterwards (1, -1, or 0 for none).
+    """
 
     post_id: int
     changed: bool
-    votes: int
+    direction: int
+    score: int
+    upvotes: int
+    downvotes: int
+
+    @property
+    def votes(self) -> int:
+        """The score, under its name before down-votes (deprecated)."""
+        return self.score
 
 
 def _insert_vote(dialect: str, values: dict[str, Any]) -> Insert:
@@ -49,81 +82,198 @@ def _insert_vote(dialect: str, values: dict[str, Any]) -> Insert:
     )
 
 
-async def _move_count(session: AsyncSession, post_id: int, delta: int) -> int:
+def _counter_deltas(direction: int, sign: int) -> tuple[int, int]:
+    """How a vote of ``direction`` moves (upvotes, downvotes): ``sign`` 1 adds it, -1 takes it
+    away."""
+    return (sign, 0) if direction == 1 else (0, sign)
+
+
+async def _move_counts(
+    session: AsyncSession, post_id: int, *, score: int, upvotes: int, downvotes: int
+) -> tuple[Counts, Any]:
     statement = (
         update(_posts)
         .where(_posts.c.id == post_id)
-        # A vote is not an edit: keep updated_at (the column's onupdate would move it).
-        .values(vote_count=_posts.c.vote_count + delta, updated_at=_posts.c.updated_at)
-        .returning(_posts.c.vote_count)
+        .values(
+            vote_count=_posts.c.vote_count + score,
+            upvotes=_posts.c.upvotes + upvotes,
+            downvotes=_posts.c.downvotes + downvotes,
+            # A vote is not an edit: keep updated_at (the column's onupdate would move it).
+            updated_at=_posts.c.updated_at,
+        )
+        .returning(_posts.c.vote_count, _posts.c.upvotes, _posts.c.downvotes, _posts.c.created_at)
     )
-    count: int = (await session.execute(statement)).scalar_one()
-    return count
+    row = (await session.execute(statement)).one_or_none()
+    if row is None:
+        # The post was deleted after the lookup (its votes went with it): nothing to count.
+        raise PostNotFound()
+    return Counts(row.vote_count, row.upvotes, row.downvotes), row.created_at
+
+
+_rank_update = (
+    update(_posts)
+    .where(_posts.c.id == bindparam("b_id"))
+    .values(
+        hot_rank=bindparam("b_hot_rank"),
+        best_rank=bindparam("b_best_rank"),
+        controversial_rank=bindparam("b_controversial_rank"),
+        updated_at=_posts.c.updated_at,
+    )
+)
+
+
+def _rank_params(post_id: int, ranks: dict[str, float]) -> dict[str, Any]:
+    return {"b_id": post_id, **{f"b_{column}": value for column, value in ranks.items()}}
 
 
 class Votes:
-    """Vote rules (``kit.votes``): one vote per user and post, an exact counter, the vote hooks.
+    """Vote rules (``kit.votes``): one vote per user and post, exact counters, the vote hooks.
 
-    :param posts: finds the post a vote is for, with the reader's visibility rules.
+    :param posts: finds the post a vote is for, with the reader's visibility rules, and
+        computes its ranks.
     :param hooks: the kit's plugin hooks.
+    :param allow_downvotes: the ``allow_downvotes`` setting: ``False`` refuses down-votes.
     """
 
-    def __init__(self, *, posts: Posts, hooks: HookRunner) -> None:
+    def __init__(self, *, posts: Posts, hooks: HookRunner, allow_downvotes: bool = True) -> None:
         self.posts = posts
         self.hooks = hooks
+        self.allow_downvotes = allow_downvotes
 
-    async def _weight(self, post: Post, user: User) -> int:
+    async def _weight(self, post: Post, user: User, direction: int) -> int:
         # postkit's own answer (1) is a trylast default plugin, so some plugin always answers.
-        weight = await self.hooks.first("vote_weight", post=post, user=user, direction=1)
+        weight = await self.hooks.first("vote_weight", post=post, user=user, direction=direction)
         if isinstance(weight, bool) or not isinstance(weight, int):
             raise TypeError(f"vote_weight must answer an int or None, not {type(weight).__name__}")
         return weight
 
     async def _settle(
-        self, session: AsyncSession, post: Post, user: User, *, delta: int | None, direction: int
+        self,
+        session: AsyncSession,
+        post: Post,
+        user: User,
+        *,
+        moved: tuple[int, int, int] | None,
+        direction: int,
+        previous: int,
     ) -> VoteOutcome:
-        """Move the post's counter by ``delta`` (``None``: the vote was already as asked),
-        commit, and call ``after_vote`` when something changed."""
-        if delta is None:
+        """Move the post's counters by ``moved`` (score, upvotes, downvotes; ``None``: the vote
+        was already as asked), store its new ranks, commit, and call ``after_vote`` when
+        something changed."""
+        if moved is None:
             await session.commit()  # nothing changed; end the transaction now
-            return VoteOutcome(post_id=post.id, changed=False, votes=post.vote_count)
-        count = await _move_count(session, post.id, delta)
-        await session.commit()
-        set_committed_value(post, "vote_count", count)
-        await self.hooks.notify(
-            "after_vote", post=post, user=user, direction=direction, previous=1 - direction
+            return VoteOutcome(
+                post_id=post.id,
+                changed=False,
+                direction=previous,
+                score=post.vote_count,
+                upvotes=post.upvotes,
+                downvotes=post.downvotes,
+            )
+        score, upvotes, downvotes = moved
+        counts, created_at = await _move_counts(
+            session, post.id, score=score, upvotes=upvotes, downvotes=downvotes
         )
-        return VoteOutcome(post_id=post.id, changed=True, votes=count)
+        set_committed_value(post, "vote_count", counts.score)
+        set_committed_value(post, "upvotes", counts.upvotes)
+        set_committed_value(post, "downvotes", counts.downvotes)
+        ranks = await self.posts.ranks(
+            post,
+            score=counts.score,
+            upvotes=counts.upvotes,
+            downvotes=counts.downvotes,
+            created_at=created_at,
+        )
+        await session.execute(_rank_update, _rank_params(post.id, ranks))
+        await session.commit()
+        for column, value in ranks.items():
+            set_committed_value(post, column, value)
+        await self.hooks.notify(
+            "after_vote", post=post, user=user, direction=direction, previous=previous
+        )
+        return VoteOutcome(
+            post_id=post.id,
+            changed=True,
+            direction=direction,
+            score=counts.score,
+            upvotes=counts.upvotes,
+            downvotes=counts.downvotes,
+        )
 
     async def cast(
-        self, session: AsyncSession, *, post_id: int, user: User, strict: bool
+        self,
+        session: AsyncSession,
+        *,
+        post_id: int,
+        user: User,
+        strict: bool,
+        direction: int = 1,
     ) -> VoteOutcome:
-        """Record ``user``'s vote on a post they can see, and commit.
+        """Record ``user``'s vote (``direction`` 1 up, -1 down) on a post they can see, and
+        commit. A vote of the other direction is switched to this one.
 
-        :param strict: raise :class:`~postkit.errors.AlreadyVoted` when the vote exists
-            (``POST /vote``); otherwise an existing vote is success with ``changed=False``
+        :param strict: raise :class:`~postkit.errors.AlreadyVoted` when a vote of this
+            direction exists (``POST /vote``); otherwise that is success with ``changed=False``
             (``PUT /posts/{id}/vote``).
+        :raises DownvotesDisabled: a down-vote while the ``allow_downvotes`` setting is off.
         :raises PostNotFound: no such post, or one ``user`` may not see.
         :raises VoteRejected: a ``validate_vote`` plugin refused it.
         """
+        if direction not in (1, -1):
+            raise ValueError(f"a vote's direction is 1 or -1, not {direction!r}")
+        if direction == -1 and not self.allow_downvotes:
+            raise DownvotesDisabled()
         post = await self.posts.find(session, post_id=post_id, user=user)
-        await self.hooks.call("validate_vote", post=post, user=user, direction=1)
-        weight = await self._weight(post, user)
+        await self.hooks.call("validate_vote", post=post, user=user, direction=direction)
+        weight = direction * await self._weight(post, user, direction)
         dialect = session.get_bind().dialect.name
-        values = {"user_id": user.id, "post_id": post.id, "weight": weight}
-        try:
-            inserted = (await session.execute(_insert_vote(dialect, values))).scalar_one_or_none()
-        except IntegrityError:
-            # The post was deleted between the lookup and the insert.
-            raise PostNotFound() from None
-        if inserted is None and strict:
-            raise AlreadyVoted()
-        return await self._settle(session, post, user, delta=inserted, direction=1)
+        key = and_(_votes.c.user_id == user.id, _votes.c.post_id == post.id)
+        values = {"user_id": user.id, "post_id": post.id, "weight": weight, "direction": direction}
+        for _ in range(_MAX_ROUNDS):
+            try:
+                inserted = (
+                    await session.execute(_insert_vote(dialect, values))
+                ).scalar_one_or_none()
+            except IntegrityError:
+                # The post was deleted between the lookup and the insert.
+                raise PostNotFound() from None
+            if inserted is not None:
+                up, down = _counter_deltas(direction, 1)
+                return await self._settle(
+                    session, post, user, moved=(weight, up, down), direction=direction, previous=0
+                )
+            existing = (
+                await session.execute(
+                    select(_votes.c.weight, _votes.c.direction).where(key).with_for_update()
+                )
+            ).one_or_none()
+            if existing is None:
+                continue  # removed since the INSERT saw it: insert again
+            if existing.direction == direction:
+                if strict:
+                    raise AlreadyVoted()
+                return await self._settle(
+                    session, post, user, moved=None, direction=direction, previous=direction
+                )
+            await session.execute(
+                update(_votes).where(key).values(weight=weight, direction=direction)
+            )
+            up, down = _counter_deltas(direction, 1)
+            old_up, old_down = _counter_deltas(existing.direction, -1)
+            return await self._settle(
+                session,
+                post,
+                user,
+                moved=(weight - existing.weight, up + old_up, down + old_down),
+                direction=direction,
+                previous=existing.direction,
+            )
+        raise RuntimeError(f"the vote on post {post.id} kept being removed while it was cast")
 
     async def remove(
         self, session: AsyncSession, *, post_id: int, user: User, strict: bool
     ) -> VoteOutcome:
-        """Take back ``user``'s vote on a post they can see, and commit.
+        """Take back ``user``'s vote (up or down) on a post they can see, and commit.
 
         :param strict: raise :class:`~postkit.errors.VoteNotFound` when there is no vote
             (``POST /vote`` with ``dir`` 0); otherwise no vote is success with ``changed=False``
@@ -136,32 +286,73 @@ class Votes:
         statement = (
             delete(_votes)
             .where(_votes.c.user_id == user.id, _votes.c.post_id == post.id)
-            .returning(_votes.c.weight)
+            .returning(_votes.c.weight, _votes.c.direction)
         )
-        weight = (await session.execute(statement)).scalar_one_or_none()
-        if weight is None and strict:
-            raise VoteNotFound()
-        delta = None if weight is None else -weight
-        return await self._settle(session, post, user, delta=delta, direction=0)
+        removed = (await session.execute(statement)).one_or_none()
+        if removed is None:
+            if strict:
+                raise VoteNotFound()
+            return await self._settle(session, post, user, moved=None, direction=0, previous=0)
+        up, down = _counter_deltas(removed.direction, -1)
+        return await self._settle(
+            session,
+            post,
+            user,
+            moved=(-removed.weight, up, down),
+            direction=0,
+            previous=removed.direction,
+        )
 
     async def withdraw_all(self, session: AsyncSession, *, user_id: int) -> int:
-        """Remove every vote ``user_id`` cast, taking each one's weight off its post's counter.
+        """Remove every vote ``user_id`` cast, taking each one off its post's counters and
+        recomputing that post's ranks.
 
         Call it (in the same transaction) before deleting a user: the foreign-key cascade
         removes the votes too, but cannot move the counters. Returns the number of votes
         removed. Does not commit.
         """
         cast_on_post = and_(_votes.c.post_id == _posts.c.id, _votes.c.user_id == user_id)
-        await session.execute(
+
+        def total(expression: Any) -> Any:
+            return (
+                select(func.coalesce(func.sum(expression), 0)).where(cast_on_post).scalar_subquery()
+            )
+
+        moved = await session.execute(
             update(_posts)
             .where(_posts.c.id.in_(select(_votes.c.post_id).where(_votes.c.user_id == user_id)))
             .values(
-                vote_count=_posts.c.vote_count
-                - select(func.coalesce(func.sum(_votes.c.weight), 0))
-                .where(cast_on_post)
-                .scalar_subquery(),
+                vote_count=_posts.c.vote_count - total(_votes.c.weight),
+                upvotes=_posts.c.upvotes - total(case((_votes.c.direction == 1, 1), else_=0)),
+                downvotes=_posts.c.downvotes - total(case((_votes.c.direction == -1, 1), else_=0)),
                 updated_at=_posts.c.updated_at,  # the posts were not edited
             )
+            .returning(
+                _posts.c.id,
+                _posts.c.vote_count,
+                _posts.c.upvotes,
+                _posts.c.downvotes,
+                _posts.c.created_at,
+            )
         )
+        rank_rows = []
+        for row in moved.all():
+            item = Post(
+                id=row.id,
+                vote_count=row.vote_count,
+                upvotes=row.upvotes,
+                downvotes=row.downvotes,
+                created_at=row.created_at,
+            )
+            ranks = await self.posts.ranks(
+                item,
+                score=row.vote_count,
+                upvotes=row.upvotes,
+                downvotes=row.downvotes,
+                created_at=row.created_at,
+            )
+            rank_rows.append(_rank_params(row.id, ranks))
+        if rank_rows:
+            await session.execute(_rank_update, rank_rows)
         removed = await session.execute(delete(_votes).where(_votes.c.user_id == user_id))
         return int(getattr(removed, "rowcount", 0) or 0)
