@@ -11,9 +11,10 @@ import asyncio
 import contextlib
 import json
 import os
+import sqlite3
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 REFERENCE_APP = ROOT / "examples" / "socialapp"
 ENDPOINTS = ["feed", "search", "cursor", "post", "vote", "login"]
+SQLITE_ENDPOINTS = ["feed", "search", "cursor", "post", "vote"]
+"""What the SQLite run measures (login is bcrypt-bound, the same on either database)."""
 
 
 # --- Servers ------------------------------------------------------------------------------------
@@ -128,6 +131,7 @@ class Server:
         return float("nan")
 
     def cpu_seconds(self) -> float:
+        """CPU seconds the process has used so far: user + system time of all its threads."""
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         ticks = os.sysconf("SC_CLK_TCK")
         return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
@@ -204,6 +208,7 @@ class Options:
     endpoints: list[str]
     write: bool
     json_path: Path | None
+    sqlite: bool = True
 
 
 @dataclass
@@ -215,6 +220,11 @@ class Results:
     storm_login: dict[str, list[WrkResult]] = field(default_factory=dict)
     quiet_post: dict[str, list[WrkResult]] = field(default_factory=dict)
     peak_rss_mib: dict[str, float] = field(default_factory=dict)
+    # The postkit reference app on a SQLite file: sqlite[endpoint] -> one WrkResult per round.
+    sqlite: dict[str, list[WrkResult]] = field(default_factory=dict)
+    sqlite_peak_rss_mib: float = 0.0
+    sqlite_wrong_vote_counts: int = 0
+    sqlite_seed_seconds: float = float("nan")
     explain: list[dict[str, Any]] = field(default_factory=list)
     shape_problems: list[str] = field(default_factory=list)
     wrong_vote_counts: int = 0
@@ -240,6 +250,20 @@ def endpoint_load(endpoint: str, options: Options, token: str, cursor: str) -> L
     if endpoint == "login":
         return Load("login", [BENCH_PASSWORD, str(options.scale.users)], c, t, d)
     raise ValueError(endpoint)
+
+
+VOTE_COUNT_CHECK = """
+    SELECT count(*) FROM postkit_posts p
+    LEFT JOIN (SELECT post_id, sum(weight) AS total,
+                      sum(CASE WHEN direction = 1 THEN 1 ELSE 0 END) AS up,
+                      sum(CASE WHEN direction = -1 THEN 1 ELSE 0 END) AS down
+               FROM postkit_votes GROUP BY post_id) v
+      ON v.post_id = p.id
+    WHERE p.vote_count <> coalesce(v.total, 0) OR p.upvotes <> coalesce(v.up, 0)
+       OR p.downvotes <> coalesce(v.down, 0)
+"""
+"""Counts the posts whose score, up- or down-vote count differs from a recount of their votes
+(both databases)."""
 
 
 async def _clear_bench_votes(url: str) -> None:
@@ -274,21 +298,49 @@ async def _check_vote_counts(url: str) -> int:
     recount of their votes."""
     connection = await asyncpg.connect(url)
     try:
-        wrong: int = await connection.fetchval(
-            """
-            SELECT count(*) FROM postkit_posts p
-            LEFT JOIN (SELECT post_id, sum(weight) AS total,
-                              count(*) FILTER (WHERE direction = 1) AS up,
-                              count(*) FILTER (WHERE direction = -1) AS down
-                       FROM postkit_votes GROUP BY post_id) v
-              ON v.post_id = p.id
-            WHERE p.vote_count <> coalesce(v.total, 0) OR p.upvotes <> coalesce(v.up, 0)
-               OR p.downvotes <> coalesce(v.down, 0)
-            """
-        )
+        wrong: int = await connection.fetchval(VOTE_COUNT_CHECK)
         return wrong
     finally:
         await connection.close()
+
+
+def clear_bench_votes_sqlite(path: Path) -> None:
+    """``_clear_bench_votes`` on the SQLite file: the bench user's votes go, counts stay exact."""
+    connection = sqlite3.connect(path, timeout=30)
+    try:
+        with connection:
+            (user_id,) = connection.execute(
+                "SELECT id FROM postkit_users WHERE username = ?", (BENCH_USERNAME,)
+            ).fetchone()
+            connection.execute(
+                """
+                UPDATE postkit_posts SET
+                    vote_count = vote_count - (
+                        SELECT sum(weight) FROM postkit_votes
+                        WHERE user_id = :user AND post_id = postkit_posts.id),
+                    upvotes = upvotes - (
+                        SELECT count(*) FROM postkit_votes
+                        WHERE user_id = :user AND post_id = postkit_posts.id AND direction = 1),
+                    downvotes = downvotes - (
+                        SELECT count(*) FROM postkit_votes
+                        WHERE user_id = :user AND post_id = postkit_posts.id AND direction = -1)
+                WHERE id IN (SELECT post_id FROM postkit_votes WHERE user_id = :user)
+                """,
+                {"user": user_id},
+            )
+            connection.execute("DELETE FROM postkit_votes WHERE user_id = ?", (user_id,))
+    finally:
+        connection.close()
+
+
+def check_vote_counts_sqlite(path: Path) -> int:
+    """``_check_vote_counts`` on the SQLite file."""
+    connection = sqlite3.connect(path, timeout=30)
+    try:
+        wrong: int = connection.execute(VOTE_COUNT_CHECK).fetchone()[0]
+        return wrong
+    finally:
+        connection.close()
 
 
 def compare_shapes(servers: dict[str, Server], tokens: dict[str, str]) -> list[str]:
@@ -320,41 +372,21 @@ def measure_server(
     database_url: str,
 ) -> None:
     with running(spec, env, log_dir) as server:
-        token = login(server)
-        cursor = next_cursor(server, token)
-        warm = Load(
-            "get",
-            [token, "/posts/{n}", "1", str(options.scale.posts)],
-            options.connections,
-            options.threads,
-            options.warmup,
+        token, cursor = _warm_up(server, options, wrk)
+        measure_endpoints(
+            name,
+            server,
+            options.endpoints,
+            options,
+            wrk,
+            results.endpoints.setdefault(name, {}),
+            token,
+            cursor,
+            after_vote=lambda: asyncio.run(_clear_bench_votes(database_url)),
         )
-        wrk.run(server.url, warm)
-        wrk.run(
-            server.url,
-            Load(
-                "get",
-                [token, "/posts?limit=10"],
-                options.connections,
-                options.threads,
-                options.warmup,
-            ),
-        )
-        for endpoint in options.endpoints:
-            result = wrk.run(server.url, endpoint_load(endpoint, options, token, cursor))
-            results.endpoints.setdefault(name, {}).setdefault(endpoint, []).append(result)
-            print(
-                f"  {name:8} {endpoint:7} {result.rps:8.1f} req/s  p50 {result.p50_ms:7.1f} ms  "
-                f"p99 {result.p99_ms:7.1f} ms  non-2xx {result.non_2xx}  "
-                f"errors {result.socket_errors}",
-                flush=True,
-            )
-            server.wait_idle()
-            if endpoint == "vote":
-                asyncio.run(_clear_bench_votes(database_url))
         # Single-post p99 without, then with, a login storm running beside it.
         post = endpoint_load("post", options, token, cursor)
-        quiet = wrk.run(server.url, post)
+        quiet = wrk.run(server.url, post, server.cpu_seconds)
         storm = Load(
             "login",
             [BENCH_PASSWORD, str(options.scale.users)],
@@ -363,7 +395,7 @@ def measure_server(
             options.duration + 2,  # covers the whole single-post run
         )
         server.wait_idle()
-        stormy, logins = wrk.run_pair(server.url, post, storm)
+        stormy, logins = wrk.run_pair(server.url, post, storm, server.cpu_seconds)
         results.quiet_post.setdefault(name, []).append(quiet)
         results.storm_post.setdefault(name, []).append(stormy)
         results.storm_login.setdefault(name, []).append(logins)
@@ -374,6 +406,72 @@ def measure_server(
         )
         rss = server.peak_rss_mib()
         results.peak_rss_mib[name] = max(results.peak_rss_mib.get(name, 0.0), rss)
+
+
+def _warm_up(server: Server, options: Options, wrk: Wrk) -> tuple[str, str]:
+    """Log in, find the second feed page, and warm the single-post and feed paths up."""
+    token = login(server)
+    cursor = next_cursor(server, token)
+    c, t, warmup = options.connections, options.threads, options.warmup
+    single = [token, "/posts/{n}", "1", str(options.scale.posts)]
+    wrk.run(server.url, Load("get", single, c, t, warmup))
+    wrk.run(server.url, Load("get", [token, "/posts?limit=10"], c, t, warmup))
+    return token, cursor
+
+
+def measure_endpoints(
+    name: str,
+    server: Server,
+    endpoints: list[str],
+    options: Options,
+    wrk: Wrk,
+    target: dict[str, list[WrkResult]],
+    token: str,
+    cursor: str,
+    *,
+    after_vote: Callable[[], None],
+) -> None:
+    """One wrk run per endpoint, with the server's CPU time; ``after_vote`` undoes the votes."""
+    for endpoint in endpoints:
+        result = wrk.run(
+            server.url, endpoint_load(endpoint, options, token, cursor), server.cpu_seconds
+        )
+        target.setdefault(endpoint, []).append(result)
+        print(
+            f"  {name:8} {endpoint:7} {result.rps:8.1f} req/s  p50 {result.p50_ms:7.1f} ms  "
+            f"p99 {result.p99_ms:7.1f} ms  CPU {result.cpu_ms_per_request:6.3f} ms/req  "
+            f"non-2xx {result.non_2xx}  errors {result.socket_errors}",
+            flush=True,
+        )
+        server.wait_idle()
+        if endpoint == "vote":
+            after_vote()
+
+
+def measure_sqlite(
+    spec: ServerSpec,
+    env: dict[str, str],
+    options: Options,
+    wrk: Wrk,
+    results: Results,
+    log_dir: Path,
+    path: Path,
+) -> None:
+    """postkit's app on the SQLite file ``path``: the endpoints SQLite runs, and no baseline."""
+    with running(spec, env, log_dir) as server:
+        token, cursor = _warm_up(server, options, wrk)
+        measure_endpoints(
+            "sqlite",
+            server,
+            [e for e in options.endpoints if e in SQLITE_ENDPOINTS],
+            options,
+            wrk,
+            results.sqlite,
+            token,
+            cursor,
+            after_vote=lambda: clear_bench_votes_sqlite(path),
+        )
+        results.sqlite_peak_rss_mib = max(results.sqlite_peak_rss_mib, server.peak_rss_mib())
 
 
 def measure_feed_only(
@@ -395,7 +493,7 @@ def measure_feed_only(
             options.duration,
         )
         wrk.run(server.url, Load("get", feed.args, feed.connections, feed.threads, options.warmup))
-        result = wrk.run(server.url, feed)
+        result = wrk.run(server.url, feed, server.cpu_seconds)
         target.setdefault(name, []).append(result)
         print(
             f"  {name:8} feed    {result.rps:8.1f} req/s  p99 {result.p99_ms:7.1f} ms", flush=True

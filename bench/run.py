@@ -8,8 +8,12 @@ and on loopback, the reference app (``examples/socialapp`` under uvicorn, one wo
 baseline (``bench/baseline_app.py``), and drives each with wrk at 32 connections, back to back,
 for several rounds. It prints requests/s, p50 and p99 per endpoint for both and the ratio, the
 feed's p99 at a low and at the full vote count, the single-post p99 during a login storm, the
-servers' peak RSS, and EXPLAIN summaries of postkit's own hot queries; and it writes the results
-into ``docs/benchmarks.md`` between the ``bench:results`` markers.
+servers' peak RSS, and EXPLAIN summaries of postkit's own hot queries. Every wrk run also records
+the server process's CPU time, shown per request. Unless ``--no-sqlite``, it then serves the
+reference app on a SQLite file seeded with the same rows and measures it alone. It ends with
+issue 13's targets, each marked met or not, and a last line saying which are not met (the exit
+status is 0 either way); and it writes the results into ``docs/benchmarks.md`` between the
+``bench:results`` markers.
 
 Needs wrk (``apt-get install wrk``) and a PostgreSQL server whose user may create databases
 (``--postgres-url``, default ``$POSTKIT_BENCH_POSTGRES_URL``, ``$POSTKIT_TEST_POSTGRES_URL`` or
@@ -28,6 +32,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -40,18 +45,27 @@ from harness import (  # noqa: E402
     Options,
     Results,
     _check_vote_counts,
+    check_vote_counts_sqlite,
     compare_shapes,
     explain_hot_queries,
     login,
     measure_feed_only,
     measure_server,
+    measure_sqlite,
     running,
     server_environment,
     server_specs,
 )
-from report import render, write_doc  # noqa: E402
-from seed import DEFAULT_DATABASE, DEFAULT_SERVER_URL, SCALES, add_votes, seed  # noqa: E402
-from wrk import Wrk  # noqa: E402
+from report import Target, render, summary_line, targets, write_doc  # noqa: E402
+from seed import (  # noqa: E402
+    DEFAULT_DATABASE,
+    DEFAULT_SERVER_URL,
+    SCALES,
+    add_votes,
+    seed,
+    seed_sqlite,
+)
+from wrk import Wrk, WrkResult  # noqa: E402
 
 # --- Main ---------------------------------------------------------------------------------------
 
@@ -85,6 +99,11 @@ def parse_args(argv: list[str] | None) -> Options:
         help="serve examples/socialapp, or bench/postkit_app.py",
     )
     parser.add_argument("--endpoints", default=",".join(ENDPOINTS))
+    parser.add_argument(
+        "--no-sqlite",
+        action="store_true",
+        help="skip the SQLite figures (postkit alone on a SQLite file at the same scale)",
+    )
     parser.add_argument("--no-write", action="store_true", help="do not touch docs/benchmarks.md")
     parser.add_argument("--json", type=Path, default=None, help="also save raw results here")
     args = parser.parse_args(argv)
@@ -107,6 +126,7 @@ def parse_args(argv: list[str] | None) -> Options:
         endpoints=endpoints,
         write=not args.no_write,
         json_path=args.json,
+        sqlite=not args.no_sqlite,
     )
 
 
@@ -167,40 +187,62 @@ def main(argv: list[str] | None = None) -> int:
         results.wrong_vote_counts = wrong
         if wrong:
             print(f"bench: WARNING {wrong} posts have a vote_count different from their votes")
+        if options.sqlite:
+            sqlite_path = tmp / "postkit_bench.db"
+            print(f"bench: SQLite: seeding {sqlite_path}", flush=True)
+            seeded = time.monotonic()
+            sqlite_url = seed_sqlite(sqlite_path, scale, bcrypt_rounds=options.bcrypt_rounds)
+            results.sqlite_seed_seconds = time.monotonic() - seeded
+            sqlite_env = server_environment(sqlite_url, secret, options.bcrypt_rounds)
+            for round_number in range(1, options.rounds + 1):
+                print(f"bench: SQLite round {round_number}/{options.rounds}", flush=True)
+                measure_sqlite(
+                    specs["postkit"], sqlite_env, options, wrk, results, tmp, sqlite_path
+                )
+            results.sqlite_wrong_vote_counts = check_vote_counts_sqlite(sqlite_path)
+            if results.sqlite_wrong_vote_counts:
+                print(
+                    f"bench: WARNING on SQLite {results.sqlite_wrong_vote_counts} posts have a "
+                    "vote_count different from their votes"
+                )
         results.seconds = time.monotonic() - began
         results.load_after = os.getloadavg()
         text = render(results, options, database_url, command)
     print()
     print(text)
+    found = targets(results, options)
     if options.json_path is not None:
-        options.json_path.write_text(
-            json.dumps(
-                {
-                    "endpoints": {
-                        s: {e: [r.__dict__ for r in runs] for e, runs in per.items()}
-                        for s, per in results.endpoints.items()
-                    },
-                    "feed_low_votes": {
-                        s: [r.__dict__ for r in runs] for s, runs in results.feed_low_votes.items()
-                    },
-                    "quiet_post": {
-                        s: [r.__dict__ for r in runs] for s, runs in results.quiet_post.items()
-                    },
-                    "storm_post": {
-                        s: [r.__dict__ for r in runs] for s, runs in results.storm_post.items()
-                    },
-                    "storm_login": {
-                        s: [r.__dict__ for r in runs] for s, runs in results.storm_login.items()
-                    },
-                    "peak_rss_mib": results.peak_rss_mib,
-                    "explain": results.explain,
-                },
-                indent=2,
-            )
-        )
+        options.json_path.write_text(json.dumps(raw_results(results, found), indent=2))
     if options.write:
         write_doc(text)
+    print(summary_line(found), flush=True)
     return 0
+
+
+def raw_results(results: Results, found: list[Target]) -> dict[str, Any]:
+    """What ``--json`` saves: every wrk run (with its CPU time per request) and the verdicts."""
+
+    def runs(per: dict[str, list[WrkResult]]) -> dict[str, list[dict[str, Any]]]:
+        return {key: [r.as_json() for r in rs] for key, rs in per.items()}
+
+    return {
+        "endpoints": {server: runs(per) for server, per in results.endpoints.items()},
+        "feed_low_votes": runs(results.feed_low_votes),
+        "quiet_post": runs(results.quiet_post),
+        "storm_post": runs(results.storm_post),
+        "storm_login": runs(results.storm_login),
+        "sqlite": runs(results.sqlite),
+        "peak_rss_mib": results.peak_rss_mib,
+        "sqlite_peak_rss_mib": results.sqlite_peak_rss_mib,
+        "shape_problems": results.shape_problems,
+        "wrong_vote_counts": results.wrong_vote_counts,
+        "sqlite_wrong_vote_counts": results.sqlite_wrong_vote_counts,
+        "explain": results.explain,
+        "targets": [
+            {"target": t.target, "measured": t.measured, "met": t.met, "stretch": t.stretch}
+            for t in found
+        ],
+    }
 
 
 if __name__ == "__main__":

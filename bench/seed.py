@@ -1,4 +1,4 @@
-"""Seed a fresh PostgreSQL database for the benchmark, deterministically and in bulk.
+"""Seed a fresh PostgreSQL database or SQLite file for the benchmark, deterministically, in bulk.
 
 The schema comes from postkit's own migrations (``postkit.migrations.upgrade``); the rows come
 from ``generate_series`` and integer arithmetic only, so two runs at one scale produce the same
@@ -6,7 +6,11 @@ database. Every seeded user shares one password hash, made with postkit's own
 :class:`~postkit.security.PasswordHasher` at the cost factor the servers use, so any of them can
 log in (the login storm rotates through them).
 
+:func:`seed_sqlite` fills a SQLite file with the same rows (same formulas, evaluated in Python
+and inserted with ``sqlite3`` ``executemany`` in one transaction).
+
     python bench/seed.py --scale small          # standalone, prints timings
+    python bench/seed.py --scale small --sqlite /tmp/bench.db
 """
 
 from __future__ import annotations
@@ -14,9 +18,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sqlite3
 import time
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -35,6 +44,7 @@ __all__ = [
     "create_database",
     "search_word",
     "seed",
+    "seed_sqlite",
 ]
 
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -292,6 +302,117 @@ def seed(
     return url
 
 
+# --- SQLite ---------------------------------------------------------------------------------------
+
+
+def _title(i: int, vocabulary: list[str]) -> str:
+    """``_seed_rows``'s title of post ``i`` (the SQL array is 1-based, the list 0-based)."""
+    picked = (vocabulary[(i * (31 + 17 * k) + k * 7) % WORD_COUNT] for k in range(TITLE_WORDS))
+    return f"Post {i}: " + " ".join(picked)
+
+
+def _content(i: int, vocabulary: list[str]) -> str:
+    picked = (vocabulary[(i * (13 + 11 * k) + k * 101) % WORD_COUNT] for k in range(CONTENT_WORDS))
+    return " ".join(picked) + "."
+
+
+def _vote_rows(scale: Scale, stamps: list[str]) -> Iterator[tuple[int, int, int, str]]:
+    """``add_votes``'s votes 0 to ``scale.votes - 1``, user by user (primary-key order)."""
+    per_user = scale.votes_per_user(scale.votes)
+    for u in range(scale.users):
+        for k in range(per_user):
+            yield u + 1, 1 + (u * 37 + k * 1009) % scale.posts, 1, stamps[u + k]
+
+
+def seed_sqlite(path: Path, scale: Scale, *, bcrypt_rounds: int = 12, log: bool = True) -> str:
+    """Create the SQLite file ``path`` afresh with the rows :func:`seed` puts in PostgreSQL, at
+    the scale's full vote count; return its URL (``sqlite:///...``, as a host would write it).
+
+    The schema comes from postkit's migrations; timestamps are written as SQLAlchemy writes them
+    on SQLite (naive UTC, ``YYYY-MM-DD HH:MM:SS.ffffff``), booleans as 0/1, and each post's
+    ``vote_count`` is counted from the very votes inserted.
+    """
+    started = time.perf_counter()
+    for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        stale.unlink(missing_ok=True)
+    upgrade(f"sqlite+aiosqlite:///{path}")
+    migrated = time.perf_counter()
+    password_hash = PasswordHasher(bcrypt_rounds).context.hash(BENCH_PASSWORD)
+    vocabulary = words()
+    per_user = scale.votes_per_user(scale.votes)
+    base = BASE_TIME.replace(tzinfo=None)
+    stamps = [
+        (base + timedelta(seconds=n)).strftime("%Y-%m-%d %H:%M:%S.%f")
+        for n in range(max(scale.posts, scale.users + per_user) + 2)
+    ]
+    counts = Counter(post_id for _, post_id, _, _ in _vote_rows(scale, stamps))
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        connection.execute("PRAGMA synchronous=OFF")
+        connection.execute("BEGIN")
+        connection.executemany(
+            "INSERT INTO postkit_users (id, email, username, password_hash, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [
+                (i, f"user{i}@bench.example.com", f"user{i}", password_hash, stamps[i])
+                for i in range(1, scale.users + 1)
+            ]
+            + [(scale.users + 1, BENCH_EMAIL, BENCH_USERNAME, password_hash, stamps[0])],
+        )
+
+        def post_row(i: int) -> tuple[Any, ...]:
+            ranks = rank_scores(
+                score=counts[i],
+                upvotes=counts[i],
+                downvotes=0,
+                created_at=base + timedelta(seconds=i),
+            )
+            return (
+                i,
+                _title(i, vocabulary),
+                _content(i, vocabulary),
+                int(i % DRAFT_EVERY != 0),
+                stamps[i],
+                stamps[i],
+                1 + (i * 7) % scale.users,
+                counts[i],
+                counts[i],  # every seeded vote is an up-vote of weight 1
+                ranks["hot_rank"],
+                ranks["best_rank"],
+                ranks["controversial_rank"],
+            )
+
+        connection.executemany(
+            "INSERT INTO postkit_posts (id, title, content, published, created_at, updated_at,"
+            " owner_id, vote_count, upvotes, hot_rank, best_rank, controversial_rank)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (post_row(i) for i in range(1, scale.posts + 1)),
+        )
+        connection.executemany(
+            "INSERT INTO postkit_auth_sessions (id, user_id, created_at) VALUES (?, ?, ?)",
+            ((f"seed-session-{i}", i, stamps[i]) for i in range(1, scale.users + 1)),
+        )
+        connection.executemany(
+            "INSERT INTO postkit_votes (user_id, post_id, weight, direction, created_at)"
+            " VALUES (?, ?, ?, 1, ?)",
+            _vote_rows(scale, stamps),
+        )
+        connection.execute("COMMIT")
+        connection.execute("ANALYZE")
+        connection.execute("PRAGMA journal_mode=WAL")
+    finally:
+        connection.close()
+    done = time.perf_counter()
+    if log:
+        print(
+            f"seed: SQLite {path.name}: {scale.users:,} users, {scale.posts:,} posts, "
+            f"{scale.votes:,} votes in {done - started:.1f} s "
+            f"(migrate {migrated - started:.1f} s, rows {done - migrated:.1f} s)",
+            flush=True,
+        )
+    return f"sqlite:///{path}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=sorted(SCALES), default="small")
@@ -303,7 +424,11 @@ def main() -> None:
     )
     parser.add_argument("--database", default=DEFAULT_DATABASE)
     parser.add_argument("--bcrypt-rounds", type=int, default=12)
+    parser.add_argument("--sqlite", type=Path, default=None, help="seed this SQLite file instead")
     args = parser.parse_args()
+    if args.sqlite is not None:
+        print(seed_sqlite(args.sqlite, SCALES[args.scale], bcrypt_rounds=args.bcrypt_rounds))
+        return
     url = seed(
         args.postgres_url,
         SCALES[args.scale],

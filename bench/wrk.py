@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 WRK_DIR = Path(__file__).resolve().parent / "wrk"
 
@@ -25,10 +28,26 @@ class WrkResult:
     max_ms: float
     non_2xx: int
     socket_errors: int
+    # CPU seconds (user + system, every thread) the server process spent while this run lasted;
+    # NaN when not measured. In the login storm the two loads share the window.
+    cpu_seconds: float = math.nan
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        """The server's CPU time per completed request, in milliseconds (NaN if not measured)."""
+        return self.cpu_seconds * 1000 / self.requests if self.requests else math.nan
+
+    def as_json(self) -> dict[str, Any]:
+        """The run as saved by ``--json``: the measured fields plus the derived rates."""
+        return {
+            **self.__dict__,
+            "rps": self.rps,
+            "cpu_ms_per_request": self.cpu_ms_per_request,
+        }
 
     @classmethod
     def parse(cls, output: str) -> WrkResult:
@@ -72,6 +91,10 @@ def _script_path(name: str, cache: dict[str, Path], tmp: Path) -> Path:
     return cache[name]
 
 
+CpuClock = Callable[[], float]
+"""Reads a server process's CPU seconds so far (``Server.cpu_seconds``)."""
+
+
 class Wrk:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
@@ -95,7 +118,9 @@ class Wrk:
             *load.args,
         ]
 
-    def run(self, url: str, load: Load) -> WrkResult:
+    def run(self, url: str, load: Load, cpu: CpuClock | None = None) -> WrkResult:
+        """Run ``load`` against ``url``; with ``cpu``, record the server's CPU seconds it took."""
+        before = cpu() if cpu is not None else math.nan
         completed = subprocess.run(
             self.command(url, load),
             capture_output=True,
@@ -105,19 +130,32 @@ class Wrk:
         )
         if completed.returncode != 0:
             raise RuntimeError(f"wrk failed: {completed.stderr}\n{completed.stdout}")
-        return WrkResult.parse(completed.stdout)
+        result = WrkResult.parse(completed.stdout)
+        if cpu is not None:
+            result.cpu_seconds = cpu() - before
+        return result
 
-    def run_pair(self, url: str, main: Load, side: Load) -> tuple[WrkResult, WrkResult]:
-        """Run two loads at once (the single-post load during a login storm)."""
+    def run_pair(
+        self, url: str, main: Load, side: Load, cpu: CpuClock | None = None
+    ) -> tuple[WrkResult, WrkResult]:
+        """Run two loads at once (the single-post load during a login storm).
+
+        With ``cpu``, each result records the server's CPU seconds over its own window: the main
+        load's covers both loads' work while it ran, the side load's its whole run.
+        """
+        side_before = cpu() if cpu is not None else math.nan
         first = subprocess.Popen(
             self.command(url, side), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         try:
             time.sleep(1.0)  # let the side load get going first
-            main_result = self.run(url, main)
+            main_result = self.run(url, main, cpu)
             out, err = first.communicate(timeout=side.duration + 60)
         finally:
             if first.poll() is None:
                 first.kill()
                 first.wait()
-        return main_result, WrkResult.parse(out + err)
+        side_result = WrkResult.parse(out + err)
+        if cpu is not None:
+            side_result.cpu_seconds = cpu() - side_before
+        return main_result, side_result
