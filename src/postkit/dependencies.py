@@ -29,7 +29,7 @@ from postkit.ratelimit import (
 )
 from postkit.routing import body_limited_route
 from postkit.security import TokenError
-from postkit.services.sessions import Authenticated, ReadAccess, Sessions
+from postkit.services.sessions import Authenticated, ReadAccess, Sessions, WriteAccess
 
 __all__ = ["LOGIN_ROUTE_NAME", "Authenticated", "Dependencies", "ReadAccess", "client_address"]
 
@@ -117,6 +117,9 @@ class Dependencies:
         # The read routes' fast path: the token check rides on the read's own statement.
         self.read_access = self._build_read_access(database, public_reads)
         self.read_access_param: Any = Depends(self.read_access)
+        # The vote routes' fast path: the writer is checked inside the vote's transaction.
+        self.write_access = self._build_write_access(database, require_verified_email)
+        self.write_access_param: Any = Depends(self.write_access)
 
     def router(self, *, tags: list[str]) -> APIRouter:
         """A new router whose routes answer with postkit's error bodies and body limit."""
@@ -218,6 +221,22 @@ class Dependencies:
             return ReadAccess(reads, sessions, claims)
 
         return read_access
+
+    def _build_write_access(
+        self, database: Database, require_verified: bool
+    ) -> Callable[..., Awaitable[WriteAccess]]:
+        sessions = self.sessions
+        reads = database.reads
+
+        async def write_access(token: Annotated[str | None, Depends(self.bearer)]) -> WriteAccess:
+            # The signature and claims now; the session inside the write's own transaction.
+            if not token:
+                raise NotAuthenticated()
+            return WriteAccess(
+                reads, sessions, sessions.verify(token), require_verified=require_verified
+            )
+
+        return write_access
 
     def _build_current_auth(self) -> Callable[..., Awaitable[Authenticated]]:
         async def current_auth(

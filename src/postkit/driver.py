@@ -32,14 +32,14 @@ from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, IntegrityError, InvalidRequestError
 from sqlalchemy.util import greenlet_spawn
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from sqlalchemy.engine import Dialect, Engine
-    from sqlalchemy.ext.asyncio import AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
     from sqlalchemy.pool import PoolProxiedConnection
     from sqlalchemy.sql import Delete, Insert, Select, Update
     from sqlalchemy.sql.compiler import SQLCompiler
@@ -48,6 +48,7 @@ __all__ = [
     "CompiledStatement",
     "DriverReads",
     "DriverTransaction",
+    "SessionTransaction",
     "StatementCache",
     "Transaction",
     "is_watched",
@@ -88,6 +89,15 @@ def is_watched(engine: Engine) -> bool:
     return engine.logger.isEnabledFor(logging.INFO)
 
 
+def _refuse_python_defaults(compiled: SQLCompiler) -> None:
+    # Python-side column defaults (``default=utcnow``, ``onupdate=...``) are computed by
+    # SQLAlchemy's execution, which the fast path skips: its writes name every such value.
+    prefetch = [*compiled.insert_prefetch, *compiled.update_prefetch]
+    if prefetch:
+        names = ", ".join(sorted(column.key for column in prefetch))
+        raise TypeError(f"a fast-path write must give these columns a value: {names}")
+
+
 def _row_type(statement: Statement) -> Any:
     names = [
         column.key or f"column_{index}" for index, column in enumerate(statement.exported_columns)
@@ -95,11 +105,20 @@ def _row_type(statement: Statement) -> Any:
     return collections.namedtuple("Row", names, rename=True)
 
 
+def _result_processor(column: Any, dialect: Dialect) -> Processor | None:
+    impl = column.type.dialect_impl(dialect)
+    try:
+        processor: Processor | None = impl.result_processor(dialect, None)
+    except (TypeError, InvalidRequestError):
+        # asyncpg's numeric types choose by the driver's type code, which a statement compiled
+        # ahead of its first execution does not know; asyncpg already answers float8 as a
+        # float and numeric as a Decimal, which is what these processors would give.
+        return None
+    return processor
+
+
 def _result_processors(statement: Statement, dialect: Dialect) -> tuple[tuple[int, Processor], ...]:
-    processors = [
-        column.type.dialect_impl(dialect).result_processor(dialect, None)
-        for column in statement.exported_columns
-    ]
+    processors = [_result_processor(column, dialect) for column in statement.exported_columns]
     return tuple((index, processor) for index, processor in enumerate(processors) if processor)
 
 
@@ -113,6 +132,7 @@ class CompiledStatement:
         names = compiled.positiontup
         if names is None:  # pragma: no cover - every driver postkit supports is positional
             raise TypeError(f"{dialect.name}: postkit's fast path needs a positional paramstyle")
+        _refuse_python_defaults(compiled)
         self._compiled = compiled
         self.sql: str = compiled.string
         self.names: tuple[str, ...] = tuple(names)
@@ -150,7 +170,9 @@ class _OneOff:
 
     def __init__(self, statement: Statement, params: dict[str, Any], dialect: Dialect) -> None:
         bound = statement.params(params)
-        state = bound.compile(dialect=dialect).construct_expanded_state()
+        compiled = bound.compile(dialect=dialect)
+        _refuse_python_defaults(compiled)
+        state = compiled.construct_expanded_state()
         self.sql: str = state.statement
         names = state.positiontup or ()
         arguments = [state.parameters[name] for name in names]
@@ -311,6 +333,9 @@ class DriverReads:
 class Transaction(Protocol):
     """What :meth:`DriverReads.transaction` gives: statements in order, then a commit."""
 
+    @property
+    def dialect_name(self) -> str: ...
+
     async def execute(
         self, statement: Statement, params: dict[str, Any] | None = None
     ) -> list[Any]: ...
@@ -323,12 +348,13 @@ class DriverTransaction:
     :meth:`DriverReads.transaction`). Rows come back as named tuples of the statement's
     columns (``row.vote_count``)."""
 
-    __slots__ = ("_cache", "_driver", "_open", "_sqlite", "_transaction")
+    __slots__ = ("_cache", "_driver", "_open", "_sqlite", "_transaction", "dialect_name")
 
     def __init__(self, driver: Any, cache: StatementCache, *, sqlite: bool) -> None:
         self._driver = driver
         self._cache = cache
         self._sqlite = sqlite
+        self.dialect_name = "sqlite" if sqlite else "postgresql"
         self._transaction: Any = None
         self._open = False
 
@@ -356,10 +382,16 @@ class DriverTransaction:
     ) -> list[Any]:
         """The rows ``statement`` answers (its RETURNING columns for a write)."""
         compiled, arguments = self._cache.prepare(statement, params or {})
-        if self._sqlite:
-            raw = await self._driver.execute_fetchall(compiled.sql, arguments)
-        else:
-            raw = await self._driver.fetch(compiled.sql, *arguments)
+        try:
+            if self._sqlite:
+                raw = await self._driver.execute_fetchall(compiled.sql, arguments)
+            else:
+                raw = await self._driver.fetch(compiled.sql, *arguments)
+        except Exception as exc:
+            if _is_integrity_error(exc):
+                # As SQLAlchemy raises it, so that services handle both paths alike.
+                raise IntegrityError(compiled.sql, None, exc) from exc
+            raise
         return compiled.named_rows(raw)
 
     async def commit(self) -> None:
@@ -379,6 +411,7 @@ class _WatchedTransaction:
     def __init__(self, connection: Any, begun: Any) -> None:
         self._connection = connection
         self._begun = begun
+        self.dialect_name: str = connection.dialect.name
 
     async def execute(
         self, statement: Statement, params: dict[str, Any] | None = None
@@ -388,3 +421,26 @@ class _WatchedTransaction:
 
     async def commit(self) -> None:
         await self._begun.commit()
+
+
+class SessionTransaction:
+    """A :class:`Transaction` over an ORM session (a host's code calling a service with its
+    ``AsyncSession``): the same statements through SQLAlchemy's execution."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.dialect_name: str = session.get_bind().dialect.name
+
+    async def execute(
+        self, statement: Statement, params: dict[str, Any] | None = None
+    ) -> list[Any]:
+        result: Any = await self.session.execute(statement, params or {})
+        return list(result.all()) if result.returns_rows else []
+
+    async def commit(self) -> None:
+        await self.session.commit()
+
+
+def _is_integrity_error(exc: BaseException) -> bool:
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"IntegrityError", "IntegrityConstraintViolationError"})

@@ -29,6 +29,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.sql.elements import ColumnElement
 
+from postkit.driver import Transaction
 from postkit.errors import InvalidCursor, NotPostOwner, PostNotFound
 from postkit.models import MAX_ID, Post, PostRevision, User, utcnow
 from postkit.plugins import HookRunner
@@ -202,6 +203,34 @@ def next_cursor(sort: Sort, window: TopWindow, row: Any) -> str:
 
 
 # --- Statements ---------------------------------------------------------------------------------
+
+
+_posts_table = cast(Table, Post.__table__)
+_POST_FIELDS = tuple(column.key for column in _posts_table.columns)
+
+
+@functools.cache
+def _find_columns_statement() -> FeedSelect:
+    """:func:`_find_post_statement` as plain columns (every column of the post, then its
+    owner's username), for writes on the fast path."""
+    statement: FeedSelect = (
+        select(*_posts_table.columns, User.username.label("owner_username"))
+        .join(User, User.id == Post.owner_id)
+        .where(Post.id == bindparam("post_id"), _visible_to_reader())
+    )
+    return statement
+
+
+def _detached_post(row: Sequence[Any]) -> Post:
+    # A Post outside any session, as if loaded and detached, with its owner's public part.
+    post: Post = Post.__mapper__.class_manager.new_instance()
+    for field, value in zip(_POST_FIELDS, row, strict=False):
+        set_committed_value(post, field, value)
+    owner: User = User.__mapper__.class_manager.new_instance()
+    set_committed_value(owner, "id", post.owner_id)
+    set_committed_value(owner, "username", row[len(_POST_FIELDS)])
+    set_committed_value(post, "owner", owner)
+    return post
 
 
 @functools.cache
@@ -706,6 +735,23 @@ class Posts:
         if post is None:
             raise PostNotFound()
         return post
+
+    async def find_in(self, transaction: Transaction, *, post_id: int, user: User) -> Post:
+        """:meth:`find` on the fast path of writes: the same rules, in ``transaction``; the
+        post comes back detached, with its owner's id and username.
+
+        :raises PostNotFound: no such post, or one ``user`` may not see.
+        """
+        if not 1 <= post_id <= MAX_ID:
+            raise PostNotFound()
+        statement = _find_columns_statement()
+        plugin_filters = await self._plugin_filters(user)
+        if plugin_filters:
+            statement = statement.where(*plugin_filters)
+        rows = await transaction.execute(statement, {"post_id": post_id, "reader_id": user.id})
+        if not rows:
+            raise PostNotFound()
+        return _detached_post(rows[0])
 
     # --- Writes ---------------------------------------------------------------------------------
 

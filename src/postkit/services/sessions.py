@@ -15,6 +15,7 @@ free of writes, and a session is seen in use at least once per access-token life
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -23,8 +24,8 @@ from sqlalchemy import CursorResult, Select, Table, bindparam, delete, select, t
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from postkit.driver import DriverReads, Row
-from postkit.errors import InvalidRefreshToken, InvalidToken, SessionNotFound
+from postkit.driver import DriverReads, Row, Transaction
+from postkit.errors import EmailNotVerified, InvalidRefreshToken, InvalidToken, SessionNotFound
 from postkit.models import USER_AGENT_MAX_LENGTH, AuthSession, RefreshToken, User, utcnow
 from postkit.security import (
     AccessClaims,
@@ -35,7 +36,14 @@ from postkit.security import (
     new_session_id,
 )
 
-__all__ = ["Authenticated", "IssuedTokens", "ReadAccess", "SessionInfo", "Sessions"]
+__all__ = [
+    "Authenticated",
+    "IssuedTokens",
+    "ReadAccess",
+    "SessionInfo",
+    "Sessions",
+    "WriteAccess",
+]
 
 DEFAULT_MAX_LIFETIME = timedelta(days=30)
 
@@ -162,6 +170,51 @@ class ReadAccess:
         )
         self._user, self._checked = user, True
         return rows
+
+
+class WriteAccess:
+    """A write route's writer: the reader's verified claims, checked inside the write's own
+    transaction (:meth:`user_in`), so that a revoked session writes nothing.
+
+    :param require_verified: the ``require_verified_email`` setting: an unverified writer is
+        refused with 403 ``EMAIL_NOT_VERIFIED``.
+    """
+
+    __slots__ = ("_claims", "_require_verified", "_sessions", "reads")
+
+    def __init__(
+        self,
+        reads: DriverReads,
+        sessions: Sessions,
+        claims: AccessClaims,
+        *,
+        require_verified: bool = False,
+    ) -> None:
+        self.reads = reads
+        self._sessions = sessions
+        self._claims = claims
+        self._require_verified = require_verified
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """A transaction on a pooled driver connection (:meth:`DriverReads.transaction`)."""
+        return self.reads.transaction()
+
+    async def user_in(self, transaction: Transaction) -> User:
+        """The writer, checked in ``transaction`` (a detached :class:`User`).
+
+        :raises InvalidToken: the token's session or user fails the check.
+        :raises EmailNotVerified: ``require_verified_email`` is on and the email is not.
+        """
+        sessions = self._sessions
+        rows = await transaction.execute(
+            sessions._token_owner_columns, sessions._owner_params(self._claims)
+        )
+        if not rows:
+            raise InvalidToken()
+        user = sessions._checked_row(rows[0], self._claims)
+        if self._require_verified and user.email_verified_at is None:
+            raise EmailNotVerified()
+        return user
 
 
 class Sessions:

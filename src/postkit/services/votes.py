@@ -28,10 +28,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
+from postkit.driver import SessionTransaction, Transaction
 from postkit.errors import AlreadyVoted, DownvotesDisabled, PostNotFound, VoteNotFound
-from postkit.models import Post, User, Vote
+from postkit.models import Post, User, Vote, utcnow
 from postkit.plugins import HookRunner
 from postkit.services.posts import Posts
+from postkit.services.sessions import WriteAccess
 
 __all__ = ["VoteOutcome", "Votes"]
 
@@ -89,7 +91,7 @@ def _counter_deltas(direction: int, sign: int) -> tuple[int, int]:
 
 
 async def _move_counts(
-    session: AsyncSession, post_id: int, *, score: int, upvotes: int, downvotes: int
+    transaction: Transaction, post_id: int, *, score: int, upvotes: int, downvotes: int
 ) -> tuple[Counts, Any]:
     statement = (
         update(_posts)
@@ -103,7 +105,8 @@ async def _move_counts(
         )
         .returning(_posts.c.vote_count, _posts.c.upvotes, _posts.c.downvotes, _posts.c.created_at)
     )
-    row = (await session.execute(statement)).one_or_none()
+    rows = await transaction.execute(statement)
+    row = rows[0] if rows else None
     if row is None:
         # The post was deleted after the lookup (its votes went with it): nothing to count.
         raise PostNotFound()
@@ -149,20 +152,20 @@ class Votes:
 
     async def _settle(
         self,
-        session: AsyncSession,
+        transaction: Transaction,
         post: Post,
         user: User,
         *,
         moved: tuple[int, int, int] | None,
         direction: int,
         previous: int,
-    ) -> VoteOutcome:
+    ) -> tuple[VoteOutcome, dict[str, Any] | None]:
         """Move the post's counters by ``moved`` (score, upvotes, downvotes; ``None``: the vote
-        was already as asked), store its new ranks, commit, and call ``after_vote`` when
-        something changed."""
+        was already as asked), store its new ranks and commit. Answers the outcome and, when
+        something changed, the ``after_vote`` arguments (called once the connection is back)."""
         if moved is None:
-            await session.commit()  # nothing changed; end the transaction now
-            return VoteOutcome(
+            await transaction.commit()  # nothing changed; end the transaction now
+            unchanged = VoteOutcome(
                 post_id=post.id,
                 changed=False,
                 direction=previous,
@@ -170,9 +173,10 @@ class Votes:
                 upvotes=post.upvotes,
                 downvotes=post.downvotes,
             )
+            return unchanged, None
         score, upvotes, downvotes = moved
         counts, created_at = await _move_counts(
-            session, post.id, score=score, upvotes=upvotes, downvotes=downvotes
+            transaction, post.id, score=score, upvotes=upvotes, downvotes=downvotes
         )
         set_committed_value(post, "vote_count", counts.score)
         set_committed_value(post, "upvotes", counts.upvotes)
@@ -184,14 +188,11 @@ class Votes:
             downvotes=counts.downvotes,
             created_at=created_at,
         )
-        await session.execute(_rank_update, _rank_params(post.id, ranks))
-        await session.commit()
+        await transaction.execute(_rank_update, _rank_params(post.id, ranks))
+        await transaction.commit()
         for column, value in ranks.items():
             set_committed_value(post, column, value)
-        await self.hooks.notify(
-            "after_vote", post=post, user=user, direction=direction, previous=previous
-        )
-        return VoteOutcome(
+        outcome = VoteOutcome(
             post_id=post.id,
             changed=True,
             direction=direction,
@@ -199,6 +200,18 @@ class Votes:
             upvotes=counts.upvotes,
             downvotes=counts.downvotes,
         )
+        after = {"post": post, "user": user, "direction": direction, "previous": previous}
+        return outcome, after
+
+    async def _notify(self, after: dict[str, Any] | None) -> None:
+        if after is not None:
+            await self.hooks.notify("after_vote", **after)
+
+    def _check_direction(self, direction: int) -> None:
+        if direction not in (1, -1):
+            raise ValueError(f"a vote's direction is 1 or -1, not {direction!r}")
+        if direction == -1 and not self.allow_downvotes:
+            raise DownvotesDisabled()
 
     async def cast(
         self,
@@ -219,49 +232,81 @@ class Votes:
         :raises PostNotFound: no such post, or one ``user`` may not see.
         :raises VoteRejected: a ``validate_vote`` plugin refused it.
         """
-        if direction not in (1, -1):
-            raise ValueError(f"a vote's direction is 1 or -1, not {direction!r}")
-        if direction == -1 and not self.allow_downvotes:
-            raise DownvotesDisabled()
+        self._check_direction(direction)
         post = await self.posts.find(session, post_id=post_id, user=user)
+        outcome, after = await self._cast(
+            SessionTransaction(session), post, user, strict=strict, direction=direction
+        )
+        await self._notify(after)
+        return outcome
+
+    async def cast_for(
+        self, writer: WriteAccess, *, post_id: int, strict: bool, direction: int = 1
+    ) -> VoteOutcome:
+        """:meth:`cast` on the fast path (the vote routes): the writer's session is checked,
+        the post found and the vote recorded in one transaction on a pooled driver connection.
+
+        :raises InvalidToken: the writer's token is no longer good (nothing is written).
+        """
+        async with writer.transaction() as transaction:
+            user = await writer.user_in(transaction)
+            self._check_direction(direction)
+            post = await self.posts.find_in(transaction, post_id=post_id, user=user)
+            outcome, after = await self._cast(
+                transaction, post, user, strict=strict, direction=direction
+            )
+        await self._notify(after)
+        return outcome
+
+    async def _cast(
+        self, transaction: Transaction, post: Post, user: User, *, strict: bool, direction: int
+    ) -> tuple[VoteOutcome, dict[str, Any] | None]:
         await self.hooks.call("validate_vote", post=post, user=user, direction=direction)
         weight = direction * await self._weight(post, user, direction)
-        dialect = session.get_bind().dialect.name
+        dialect = transaction.dialect_name
         key = and_(_votes.c.user_id == user.id, _votes.c.post_id == post.id)
-        values = {"user_id": user.id, "post_id": post.id, "weight": weight, "direction": direction}
+        values = {
+            "user_id": user.id,
+            "post_id": post.id,
+            "weight": weight,
+            "direction": direction,
+            "created_at": utcnow(),
+        }
         for _ in range(_MAX_ROUNDS):
             try:
-                inserted = (
-                    await session.execute(_insert_vote(dialect, values))
-                ).scalar_one_or_none()
+                inserted = await transaction.execute(_insert_vote(dialect, values))
             except IntegrityError:
                 # The post was deleted between the lookup and the insert.
                 raise PostNotFound() from None
-            if inserted is not None:
+            if inserted:
                 up, down = _counter_deltas(direction, 1)
                 return await self._settle(
-                    session, post, user, moved=(weight, up, down), direction=direction, previous=0
+                    transaction,
+                    post,
+                    user,
+                    moved=(weight, up, down),
+                    direction=direction,
+                    previous=0,
                 )
-            existing = (
-                await session.execute(
-                    select(_votes.c.weight, _votes.c.direction).where(key).with_for_update()
-                )
-            ).one_or_none()
+            found = await transaction.execute(
+                select(_votes.c.weight, _votes.c.direction).where(key).with_for_update()
+            )
+            existing = found[0] if found else None
             if existing is None:
                 continue  # removed since the INSERT saw it: insert again
             if existing.direction == direction:
                 if strict:
                     raise AlreadyVoted()
                 return await self._settle(
-                    session, post, user, moved=None, direction=direction, previous=direction
+                    transaction, post, user, moved=None, direction=direction, previous=direction
                 )
-            await session.execute(
+            await transaction.execute(
                 update(_votes).where(key).values(weight=weight, direction=direction)
             )
             up, down = _counter_deltas(direction, 1)
             old_up, old_down = _counter_deltas(existing.direction, -1)
             return await self._settle(
-                session,
+                transaction,
                 post,
                 user,
                 moved=(weight - existing.weight, up + old_up, down + old_down),
@@ -282,20 +327,40 @@ class Votes:
         :raises VoteRejected: a ``validate_vote`` plugin refused it.
         """
         post = await self.posts.find(session, post_id=post_id, user=user)
+        outcome, after = await self._remove(SessionTransaction(session), post, user, strict)
+        await self._notify(after)
+        return outcome
+
+    async def remove_for(self, writer: WriteAccess, *, post_id: int, strict: bool) -> VoteOutcome:
+        """:meth:`remove` on the fast path (the vote routes), in one driver transaction.
+
+        :raises InvalidToken: the writer's token is no longer good (nothing is written).
+        """
+        async with writer.transaction() as transaction:
+            user = await writer.user_in(transaction)
+            post = await self.posts.find_in(transaction, post_id=post_id, user=user)
+            outcome, after = await self._remove(transaction, post, user, strict)
+        await self._notify(after)
+        return outcome
+
+    async def _remove(
+        self, transaction: Transaction, post: Post, user: User, strict: bool
+    ) -> tuple[VoteOutcome, dict[str, Any] | None]:
         await self.hooks.call("validate_vote", post=post, user=user, direction=0)
         statement = (
             delete(_votes)
             .where(_votes.c.user_id == user.id, _votes.c.post_id == post.id)
             .returning(_votes.c.weight, _votes.c.direction)
         )
-        removed = (await session.execute(statement)).one_or_none()
+        found = await transaction.execute(statement)
+        removed = found[0] if found else None
         if removed is None:
             if strict:
                 raise VoteNotFound()
-            return await self._settle(session, post, user, moved=None, direction=0, previous=0)
+            return await self._settle(transaction, post, user, moved=None, direction=0, previous=0)
         up, down = _counter_deltas(removed.direction, -1)
         return await self._settle(
-            session,
+            transaction,
             post,
             user,
             moved=(-removed.weight, up, down),
