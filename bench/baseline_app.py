@@ -22,12 +22,14 @@ import base64
 import binascii
 import gc
 import hashlib
+import importlib.util
 import os
 import secrets
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -41,7 +43,27 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from postkit.ranking import rank_scores
+
+def _load_ranking() -> Any:
+    """postkit's ranking formulas (``postkit/ranking.py``), loaded from their file alone.
+
+    ``import postkit.ranking`` would import the whole postkit package (FastAPI, SQLAlchemy),
+    whose memory and CPU the baseline must not carry: they are part of the comparison.
+    """
+    package = importlib.util.find_spec("postkit")  # finds the package without importing it
+    assert package is not None
+    assert package.submodule_search_locations
+    path = Path(next(iter(package.submodule_search_locations))) / "ranking.py"
+    spec = importlib.util.spec_from_file_location("_baseline_ranking", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+rank_scores = _load_ranking().rank_scores
+
 
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "iss", "aud", "jti"]
 POST_COLUMNS = """
