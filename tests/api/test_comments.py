@@ -11,18 +11,8 @@ from sqlalchemy import func, select
 
 from postkit import PostKitError, hookimpl
 from postkit.models import Comment, CommentRevision, Post, User
-from tests.support.api import TestUser, make_post
-
-
-async def comment(
-    client: Any, user: TestUser, post_id: int, body: str = "A comment", **fields: Any
-) -> dict[str, Any]:
-    response = await client.post(
-        f"/posts/{post_id}/comments", json={"body": body, **fields}, headers=user.headers
-    )
-    assert response.status_code == 201, response.text
-    result: dict[str, Any] = response.json()
-    return result
+from tests.support.api import make_comment as comment
+from tests.support.api import make_post
 
 
 async def counts(client: Any, post_id: int) -> dict[str, Any]:

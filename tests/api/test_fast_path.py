@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.util import await_only
 
-from postkit import Post, User, hookimpl
+from postkit import Comment, Post, User, hookimpl
 from postkit.routers.common import json_response
-from tests.support.api import KitClient, TestUser, make_post, register
+from tests.support.api import KitClient, TestUser, make_comment, make_post, register
 
 
 def record_driver_statements(client: KitClient) -> list[str]:
@@ -239,3 +239,152 @@ async def test_concurrent_reads_share_the_pool_without_leaking(make_client) -> N
     assert sorted({a.status_code for a in answers}) == [200, 400, 404]
     pool = client.kit.db.engine.sync_engine.pool
     assert pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def test_comment_reads_check_the_session_in_their_first_statement(make_client) -> None:
+    client = await make_client(rate_limits_enabled=False)
+    author = await register(client.http)
+    post = await make_post(client, author)
+    top = await make_comment(client, author, post["id"], "top")
+    reply = await make_comment(client, author, post["id"], "reply", parent_id=top["id"])
+    sent = record_driver_statements(client)
+    await fresh_connections(client)
+    tables = ("postkit_posts", "postkit_comments", "postkit_auth_sessions")
+    # (path, statements): the post's visibility, the page, one per nested level that has
+    # replies; the parent's visibility before a reply page; the comment alone.
+    for path, count in (
+        (f"/posts/{post['id']}/comments", 3),
+        (f"/posts/{post['id']}/comments?parent_id={top['id']}", 3),
+        (f"/comments/{reply['id']}", 1),
+    ):
+        sent.clear()
+        response = await client.get(path, headers=author.headers)
+        assert response.status_code == 200, response.text
+        await asyncio.sleep(0.05)  # asyncpg calls its query loggers soon after, not at once
+        statements = [s for s in sent if any(table in s for table in tables)]
+        assert len(statements) == count, (path, statements)
+        # Only the first carries the token's session check; no BEGIN / COMMIT around any.
+        assert "postkit_auth_sessions" in statements[0], (path, statements)
+        assert not any("postkit_auth_sessions" in s for s in statements[1:]), (path, statements)
+        assert transaction_statements(sent) == [], (path, sent)
+
+
+async def comment_bodies(client: KitClient, reader: TestUser, post_id: int) -> list[str]:
+    response = await client.get(f"/posts/{post_id}/comments?depth=0", headers=reader.headers)
+    assert response.status_code == 200, response.text
+    return sorted(c["body"] for c in response.json())
+
+
+async def test_comment_filters_apply_per_reader_on_the_fast_path(make_client) -> None:
+    seen: list[int] = []
+
+    class MuteWords:
+        """Hides from each reader the comments with the word they muted."""
+
+        def __init__(self) -> None:
+            self.muted: dict[int, str] = {}
+
+        @hookimpl
+        def comment_query_filters(self, user: User | None) -> list[Any]:
+            assert user is not None
+            assert user.is_active
+            seen.append(user.id)
+            word = self.muted.get(user.id)
+            return [] if word is None else [Comment.body.not_ilike(f"%{word}%")]
+
+    rules = MuteWords()
+    client = await make_client(plugins=[rules])
+    ann, bob = await register(client.http), await register(client.http)
+    post = await make_post(client, ann)
+    cats = await make_comment(client, ann, post["id"], "cats")
+    await make_comment(client, bob, post["id"], "dogs")
+    rules.muted = {ann.id: "dogs", bob.id: "cats"}
+
+    assert await comment_bodies(client, ann, post["id"]) == ["cats"]
+    assert await comment_bodies(client, bob, post["id"]) == ["dogs"]
+    assert await comment_bodies(client, ann, post["id"]) == ["cats"]  # the shape is cached
+    for reader, status in ((ann, 200), (bob, 404)):
+        response = await client.get(f"/comments/{cats['id']}", headers=reader.headers)
+        assert response.status_code == status, (reader.username, response.text)
+    # A revoked token never reaches the plugin: the check comes first.
+    calls = len(seen)
+    assert (await client.post("/logout", headers=bob.headers)).status_code == 204
+    for path in (f"/posts/{post['id']}/comments", f"/comments/{cats['id']}"):
+        assert (await client.get(path, headers=bob.headers)).status_code == 401
+    assert len(seen) == calls
+
+
+async def test_comment_answers_are_byte_identical_to_the_session_path(
+    client: KitClient,
+) -> None:
+    author = await register(client.http)
+    reader = await register(client.http)
+    post = await make_post(client, author)
+    draft = await make_post(client, author, published=False)
+    tops = [await make_comment(client, author, post["id"], f"top {n}") for n in range(3)]
+    first = await make_comment(client, reader, post["id"], "reply", parent_id=tops[0]["id"])
+    await make_comment(client, author, post["id"], "deeper", parent_id=first["id"])
+    await make_comment(client, author, draft["id"], "on a draft")
+    await client.put(f"/comments/{tops[1]['id']}/vote", headers=reader.headers)
+    kit = client.kit
+
+    async def page(user: TestUser, **query: Any) -> tuple[Any, bytes]:
+        path = f"/posts/{query.get('post_id', post['id'])}/comments"
+        params = {k: v for k, v in query.items() if k != "post_id"}
+        response = await client.get(path, params=params, headers=user.headers)
+        arguments = {"post_id": post["id"], **query}
+        expected = await host_answer(
+            client,
+            user.id,
+            lambda s, u: _comments(kit.comments.page(s, user=u, **arguments)),
+        )
+        assert response.content == expected, (user.username, query)
+        return response, expected
+
+    for user in (author, reader):
+        for sort in ("best", "top", "new"):
+            response, _ = await page(user, sort=sort, limit=2)
+            await page(user, sort=sort, limit=2, cursor=response.headers["X-Next-Cursor"])
+        await page(user, parent_id=tops[0]["id"])
+        await page(user, depth=1, replies=1)
+        one = await client.get(f"/comments/{first['id']}", headers=user.headers)
+        expected = await host_answer(
+            client, user.id, lambda s, u: kit.comments.get(s, comment_id=first["id"], user=u)
+        )
+        assert one.content == expected
+    # The draft's comments: its author sees them, alike on both paths; others get 404.
+    response, _ = await page(author, post_id=draft["id"])
+    assert [c["body"] for c in response.json()] == ["on a draft"]
+    refused = await client.get(f"/posts/{draft['id']}/comments", headers=reader.headers)
+    assert refused.status_code == 404
+
+
+async def _comments(page: Any) -> list[dict[str, Any]]:
+    return list((await page).comments)
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/posts/{post}/comments", 200),
+        ("/posts/999999/comments", 404),
+        ("/posts/0/comments", 404),
+        ("/posts/{post}/comments?cursor=forged", 400),
+        ("/posts/{post}/comments?parent_id=999999", 404),
+        ("/comments/{comment}", 200),
+        ("/comments/999999", 404),
+        ("/comments/0", 404),
+    ],
+)
+async def test_a_revoked_token_is_refused_on_comment_reads(
+    client: KitClient, path: str, status: int
+) -> None:
+    reader = await register(client.http)
+    post = await make_post(client, reader)
+    comment = await make_comment(client, reader, post["id"])
+    path = path.format(post=post["id"], comment=comment["id"])
+    assert (await client.get(path, headers=reader.headers)).status_code == status
+    assert (await client.post("/logout", headers=reader.headers)).status_code == 204
+    refused = await client.get(path, headers=reader.headers)
+    assert refused.status_code == 401
+    assert refused.json()["code"] == "INVALID_TOKEN"

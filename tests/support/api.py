@@ -107,3 +107,16 @@ async def make_post(client: Any, user: TestUser, **fields: Any) -> dict[str, Any
     assert response.status_code == 201, response.text
     result: dict[str, Any] = response.json()
     return result
+
+
+async def make_comment(
+    client: Any, user: TestUser, post_id: int, body: str = "A comment", **fields: Any
+) -> dict[str, Any]:
+    """Comment on ``post_id`` through the API as ``user`` (a reply with ``parent_id``); return
+    its JSON."""
+    response = await client.post(
+        f"/posts/{post_id}/comments", json={"body": body, **fields}, headers=user.headers
+    )
+    assert response.status_code == 201, response.text
+    result: dict[str, Any] = response.json()
+    return result

@@ -25,6 +25,7 @@ from postkit.schemas.comments import (
     CommentVoteState,
 )
 from postkit.services.comments import Comments, CommentSort, CommentVoteOutcome
+from postkit.services.sessions import ReadAccess
 from postkit.settings import PostKitSettings
 
 __all__ = ["TREE_MAX_DEPTH", "TREE_MAX_REPLIES_PER_COMMENT", "get_comments_router"]
@@ -88,7 +89,10 @@ def get_comments_router(
     router = deps.router(tags=["comments"])
     Session = Annotated[AsyncSession, deps.session_param]
     CurrentUser = Annotated[User, deps.writer_param]
-    Reader = Annotated[User | None, deps.reader_param]
+    # The page and the single comment take the fast path: the token check rides on the read.
+    Reader = Annotated[ReadAccess, deps.read_access_param]
+    # The revisions stay on the session path.
+    SessionReader = Annotated[User | None, deps.reader_param]
     body_limit = settings.comment_content_max_length
     Limit = Annotated[int, Query(ge=1, le=settings.posts_max_limit, description="Items per page.")]
     Cursor = Annotated[
@@ -106,7 +110,6 @@ def get_comments_router(
     async def list_comments(
         request: Request,
         post_id: ItemId,
-        session: Session,
         reader: Reader,
         sort: Annotated[
             CommentSort,
@@ -150,10 +153,9 @@ def get_comments_router(
         The next page's URL is in the `Link` header (`rel="next"`), its cursor in
         `X-Next-Cursor`. A post the caller may not see answers 404.
         """
-        page = await comments.page(
-            session,
+        page = await comments.page_for(
+            reader,
             post_id=post_id,
-            user=reader,
             sort=sort,
             limit=limit,
             cursor=cursor,
@@ -193,9 +195,9 @@ def get_comments_router(
         response_model=CommentPublic,
         responses=error_responses(401, 404, 422),
     )
-    async def get_comment(comment_id: ItemId, session: Session, reader: Reader) -> Response:
+    async def get_comment(comment_id: ItemId, reader: Reader) -> Response:
         """One comment (a deleted one that still has replies answers as its placeholder)."""
-        return json_response(await comments.get(session, comment_id=comment_id, user=reader))
+        return json_response(await comments.get_for(reader, comment_id=comment_id))
 
     @router.patch(
         "/comments/{comment_id}",
@@ -236,7 +238,7 @@ def get_comments_router(
         request: Request,
         comment_id: ItemId,
         session: Session,
-        reader: Reader,
+        reader: SessionReader,
         limit: Limit = settings.posts_default_limit,
         cursor: Cursor = None,
     ) -> Response:

@@ -9,7 +9,10 @@ one that does not exist.
 directly (no ORM objects). A comment page costs one query for the post's visibility, one for
 the page, and one per nested reply level (``depth``), whatever the number of comments: each
 level fetches at most ``replies`` replies of every comment of the level above, ranked by the
-page's sort, in one statement.
+page's sort, in one statement. The read routes run them on the fast path
+(:class:`~postkit.services.sessions.ReadAccess`): the reader's session is checked in the first
+statement (the post's visibility, or the comment itself), unless a plugin's filters need the
+reader before it; rows are read by position (driver rows have no attribute names).
 
 **Counters are exact under concurrency.** ``comment_count`` (the post's comments that are not
 deleted) and ``reply_count`` (a comment's direct replies that are stored) move with atomic
@@ -84,7 +87,8 @@ from postkit.models import (
 )
 from postkit.plugins import HookRunner
 from postkit.ranking import rank_scores
-from postkit.services.posts import Posts
+from postkit.services.posts import Posts, _Reader, _SessionReader
+from postkit.services.sessions import ReadAccess
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -138,6 +142,12 @@ _SORT_KEYS: dict[str, Any] = {
     "top": Comment.score,
     "best": Comment.best_rank,
 }
+
+_COLUMN_KEYS = [column.key for column in _COLUMNS]
+"""The page's column names, by position (driver rows have no attribute names)."""
+
+_SORT_INDEX = {sort: _COLUMN_KEYS.index(column.key) for sort, column in _SORT_KEYS.items()}
+"""Where each sort's key is in a page's row."""
 
 
 # --- Cursors ------------------------------------------------------------------------------------
@@ -360,14 +370,6 @@ def _row_dict(row: Any) -> dict[str, Any]:
     }
 
 
-def _sort_key(item: dict[str, Any], row: Any, sort: CommentSort) -> Any:
-    if sort == "new":
-        return item["created_at"]
-    if sort == "top":
-        return item["score"]
-    return row.best_rank
-
-
 def serialize_comment(comment: Comment, *, username: str | None) -> dict[str, Any]:
     """The response dict of an ORM comment (after a write): the pages' shape."""
     return _row_dict(
@@ -462,31 +464,41 @@ class Comments:
         answers = await self.hooks.call("comment_query_filters", user=user)
         return [condition for answer in answers for condition in answer]
 
-    async def _check_post(self, session: AsyncSession, post_id: int, user: User | None) -> None:
+    async def _reader_filters(self, hook: str, reader: _Reader) -> list[ColumnElement[bool]]:
+        # Filters need the reader before the query; without any, the check rides on the read.
+        if not self.hooks.has_implementations(hook):
+            return []
+        answers = await self.hooks.call(hook, user=await reader.user())
+        return [condition for answer in answers for condition in answer]
+
+    async def _check_post(self, reader: _Reader, post_id: int) -> None:
         if not 1 <= post_id <= MAX_ID:
+            await reader.user()  # a bad token is still a 401, whatever the id
             raise PostNotFound()
         statement = _post_check_statement()
-        filters = await self._post_filters(user)
+        filters = await self._reader_filters("post_query_filters", reader)
         if filters:
             statement = statement.where(*filters)
-        params = {"post_id": post_id, "reader_id": user.id if user is not None else None}
-        if (await session.execute(statement, params)).first() is None:
+        params = {"post_id": post_id, "reader_id": reader.reader_id}
+        if not await reader.fetch(statement, params):
             raise PostNotFound()
 
-    async def _visible_row(
-        self, session: AsyncSession, comment_id: int, user: User | None
-    ) -> dict[str, Any]:
+    async def _visible_row(self, reader: _Reader, comment_id: int) -> dict[str, Any]:
         if not 1 <= comment_id <= MAX_ID:
+            await reader.user()  # a bad token is still a 401, whatever the id
             raise CommentNotFound()
         statement = _comment_by_id()
-        filters = [*await self._post_filters(user), *await self._comment_filters(user)]
+        filters = [
+            *await self._reader_filters("post_query_filters", reader),
+            *await self._reader_filters("comment_query_filters", reader),
+        ]
         if filters:
             statement = statement.where(*filters)
-        params = {"comment_id": comment_id, "reader_id": user.id if user is not None else None}
-        row = (await session.execute(statement, params)).first()
-        if row is None:
+        params = {"comment_id": comment_id, "reader_id": reader.reader_id}
+        rows = await reader.fetch(statement, params)
+        if not rows:
             raise CommentNotFound()
-        return _row_dict(row)
+        return _row_dict(rows[0])
 
     async def find(self, session: AsyncSession, *, comment_id: int, user: User | None) -> Comment:
         """The ORM comment ``user`` may see, for a write, a vote or a host route that acts on
@@ -541,11 +553,71 @@ class Comments:
         :raises CommentNotFound: ``parent_id`` names no visible comment of the post.
         :raises InvalidCursor: ``cursor`` is not one postkit issued for this sort.
         """
-        after = _decode_cursor(cursor, sort) if cursor else None
-        await self._check_post(session, post_id, user)
-        filters = await self._comment_filters(user)
+        return await self._page(
+            _SessionReader(session, user),
+            post_id=post_id,
+            sort=sort,
+            limit=limit,
+            cursor=cursor,
+            parent_id=parent_id,
+            depth=depth,
+            replies=replies,
+        )
+
+    async def page_for(
+        self,
+        reader: ReadAccess,
+        *,
+        post_id: int,
+        sort: CommentSort = "best",
+        limit: int = 10,
+        cursor: str | None = None,
+        parent_id: int | None = None,
+        depth: int = 2,
+        replies: int = 3,
+    ) -> CommentPage:
+        """:meth:`page` on the fast path (``GET /posts/{id}/comments``): the reader's session
+        is checked in the same round trip as the post's visibility unless a plugin's filters
+        need the reader first.
+
+        :raises PostNotFound: no such post, or one the reader may not see.
+        :raises CommentNotFound: ``parent_id`` names no visible comment of the post.
+        :raises InvalidCursor: ``cursor`` is not one postkit issued for this sort.
+        :raises InvalidToken: the reader's token is no longer good.
+        """
+        return await self._page(
+            reader,
+            post_id=post_id,
+            sort=sort,
+            limit=limit,
+            cursor=cursor,
+            parent_id=parent_id,
+            depth=depth,
+            replies=replies,
+        )
+
+    async def _page(
+        self,
+        reader: _Reader,
+        *,
+        post_id: int,
+        sort: CommentSort,
+        limit: int,
+        cursor: str | None,
+        parent_id: int | None,
+        depth: int,
+        replies: int,
+    ) -> CommentPage:
+        try:
+            after = _decode_cursor(cursor, sort) if cursor else None
+        except InvalidCursor:
+            await reader.user()  # a bad token is a 401 before a bad cursor is a 400
+            raise
+        # The first statement: the session check rides on it (later ones find it done).
+        await self._check_post(reader, post_id)
+        filters = await self._reader_filters("comment_query_filters", reader)
         if parent_id is not None:
-            parent = await self._visible_row(session, parent_id, user)
+            parent = await self._visible_row(reader, parent_id)
             if parent["post_id"] != post_id:
                 raise CommentNotFound()
         statement, params = _page_query(
@@ -556,21 +628,20 @@ class Comments:
             after=after,
             filters=filters,
         )
-        rows = (await session.execute(statement, params)).all()
+        rows = await reader.fetch(statement, params)
         next_cursor = None
         if len(rows) > limit:
             rows = rows[:limit]
             last = rows[-1]
-            key = {"new": last.created_at, "top": last.score, "best": last.best_rank}[sort]
-            next_cursor = _encode_cursor(sort, key, last.id)
+            next_cursor = _encode_cursor(sort, last[_SORT_INDEX[sort]], last[0])
         items = [_row_dict(row) for row in rows]
         if parent_id is None and depth > 0 and replies > 0:
-            await self._nest_replies(session, items, post_id, sort, depth, replies, filters)
+            await self._nest_replies(reader, items, post_id, sort, depth, replies, filters)
         return CommentPage(comments=items, next_cursor=next_cursor)
 
     async def _nest_replies(
         self,
-        session: AsyncSession,
+        reader: _Reader,
         level: list[dict[str, Any]],
         post_id: int,
         sort: CommentSort,
@@ -588,7 +659,7 @@ class Comments:
                 return
             parent_ids = list(parents)[:allowed]
             params = {"post_id": post_id, "parent_ids": parent_ids, "replies": replies}
-            rows = (await session.execute(statement, params)).all()
+            rows = await reader.fetch(statement, params)
             level = []
             for row in rows:
                 item = _row_dict(row)
@@ -603,7 +674,16 @@ class Comments:
 
         :raises CommentNotFound: no such comment, or one ``user`` may not see.
         """
-        return await self._visible_row(session, comment_id, user)
+        return await self._visible_row(_SessionReader(session, user), comment_id)
+
+    async def get_for(self, reader: ReadAccess, *, comment_id: int) -> dict[str, Any]:
+        """:meth:`get` on the fast path (``GET /comments/{id}``), with the reader's session
+        checked in the same round trip unless a plugin's filters need the reader first.
+
+        :raises CommentNotFound: no such comment, or one the reader may not see.
+        :raises InvalidToken: the reader's token is no longer good.
+        """
+        return await self._visible_row(reader, comment_id)
 
     async def revisions(
         self,
@@ -622,7 +702,7 @@ class Comments:
         :raises InvalidCursor: ``cursor`` is not one postkit issued for revisions.
         """
         after = _decode_cursor(cursor, "revisions") if cursor else None
-        comment = await self._visible_row(session, comment_id, user)
+        comment = await self._visible_row(_SessionReader(session, user), comment_id)
         if self.revisions_visible_to == "author":
             author = comment["author"]
             if user is None or author is None or author["id"] != user.id:
