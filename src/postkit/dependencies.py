@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.routing import NoMatchFound
 
 from postkit.db import Database
-from postkit.errors import EmailNotVerified, NotAuthenticated
+from postkit.errors import EmailNotVerified, InvalidToken, NotAuthenticated
 from postkit.models import User
 from postkit.ratelimit import (
     Per,
@@ -28,7 +28,6 @@ from postkit.ratelimit import (
     with_rate_limit_headers,
 )
 from postkit.routing import body_limited_route
-from postkit.security import TokenError
 from postkit.services.sessions import Authenticated, ReadAccess, Sessions, WriteAccess
 
 __all__ = ["LOGIN_ROUTE_NAME", "Authenticated", "Dependencies", "ReadAccess", "client_address"]
@@ -93,6 +92,7 @@ class Dependencies:
         require_verified_email: bool = False,
     ) -> None:
         self.sessions = sessions
+        self.reads = database.reads
         self.rate_limits = rate_limits
         # The rate limit fields go on every answer of a limited route, whatever it returns.
         self.route_class = with_rate_limit_headers(body_limited_route(max_body_bytes))
@@ -160,7 +160,8 @@ class Dependencies:
             limit_by_address.__name__ = f"rate_limit_{policy.name}"
             return Depends(limit_by_address)
 
-        tokens = self.sessions.tokens
+        sessions = self.sessions
+        reads = self.reads
 
         async def limit_by_account(
             request: Request,
@@ -170,13 +171,17 @@ class Dependencies:
             if when is not None and not await _accepts(when, request):
                 return
             if token:
-                # The account is read from the token's verified signature, without the
-                # database: counting must not hold a pooled connection while it waits for
-                # another (the route then checks the token fully, revocation included).
+                # Only a token whose session is live counts against its account: a stolen
+                # token, once its session is revoked, must not be able to spend the owner's
+                # budget (a logged-out thief locking the owner out of a password change). The
+                # check is one statement on its own pooled connection, returned at once, so
+                # counting never holds a connection while it waits for another.
                 try:
-                    partition = f"user:{tokens.verify_access_token(token).user_id}"
-                except TokenError:
+                    claims = sessions.verify(token)
+                    await sessions.check_on(reads, claims)
+                except InvalidToken:
                     return  # the route answers 401
+                partition = f"user:{claims.user_id}"
             elif policy.per == "reader":
                 partition = address_partition(client_address(request))
             else:

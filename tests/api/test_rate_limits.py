@@ -187,6 +187,37 @@ async def test_password_changes_are_limited_per_account_and_username_changes_are
     assert changed.status_code == 200, changed.text
 
 
+async def test_a_revoked_token_spends_nothing_of_its_accounts_budgets(
+    make_client: MakeClient, new_user: NewUser
+) -> None:
+    # A thief's token, once the owner logs out everywhere, must not lock the owner out.
+    client = await make_client(rate_limit_password_change="2/hour", rate_limit_post_create="2/hour")
+    user = await new_user(client)
+    stolen = dict(user.headers)
+    assert (await client.post("/logout/all", headers=user.headers)).status_code == 204
+    for _ in range(5):
+        refused = await client.patch(
+            "/users/me",
+            json={"current_password": "wrong", "password": "a new password 1"},
+            headers=stolen,
+        )
+        assert refused.status_code == 401, refused.text
+        created = await client.post("/posts", json={"title": "t", "content": "c"}, headers=stolen)
+        assert created.status_code == 401, created.text
+    login = await client.post("/login", data={"username": user.email, "password": user.password})
+    fresh = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    changed = await client.patch(
+        "/users/me",
+        json={"current_password": user.password, "password": "a new password 2"},
+        headers=fresh,
+    )
+    assert changed.status_code == 200, changed.text
+    assert limit_fields(changed)["remaining"] == 1  # the first of its two, the thief spent none
+    for _ in range(2):
+        posted = await client.post("/posts", json={"title": "t", "content": "c"}, headers=fresh)
+        assert posted.status_code == 201, posted.text
+
+
 async def test_post_creation_is_limited_per_account(
     make_client: MakeClient, new_user: NewUser
 ) -> None:
