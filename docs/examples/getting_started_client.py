@@ -29,7 +29,7 @@ def main(base_url: str) -> None:
         feed = api.get("/posts")
         feed.raise_for_status()
         for item in feed.json():
-            print(f"{item['votes']:>3} vote(s)  {item['title']!r} by {item['owner']['username']}")
+            print(f"{item['score']:>3} point(s)  {item['title']!r} by {item['owner']['username']}")
         print(api.get("/hello").json()["message"])
 
 

@@ -24,7 +24,7 @@ def create_app(settings: PostKitSettings | None = None) -> FastAPI:
             session, data={"title": "Hello!", "content": f"{user.username} is here."}, user=user
         )
         vote = await kit.votes.cast(session, post_id=post["id"], user=user, strict=False)
-        return {"post_id": post["id"], "votes": vote.votes}
+        return {"post_id": post["id"], "score": vote.score}
 
     @app.get("/posts/{post_id}/owner")
     async def post_owner(post_id: int, session: Session, user: CurrentUser) -> dict[str, str]:
