@@ -170,6 +170,8 @@ class Dependencies:
         ) -> None:
             if when is not None and not await _accepts(when, request):
                 return
+            if not (limits.enabled and policy.rate is not None):
+                return  # this limit is off: nothing to count, nothing to check
             if token:
                 # Only a token whose session is live counts against its account: a stolen
                 # token, once its session is revoked, must not be able to spend the owner's
@@ -178,7 +180,7 @@ class Dependencies:
                 # counting never holds a connection while it waits for another.
                 try:
                     claims = sessions.verify(token)
-                    await sessions.check_on(reads, claims)
+                    await sessions.check_live(reads, claims)
                 except InvalidToken:
                     return  # the route answers 401
                 partition = f"user:{claims.user_id}"

@@ -672,7 +672,8 @@ class Posts:
             rows = rows[:limit]
             cursor_after = next_cursor(sort, window, rows[-1])
         items = [_row_dict(row) for row in rows]
-        await self._add_extra(items, await reader.user())
+        if self.hooks.has_implementations("extra_post_fields"):
+            await self._add_extra(items, await reader.user())
         return FeedPage(posts=items, next_cursor=cursor_after)
 
     async def get(
@@ -706,7 +707,8 @@ class Posts:
         if not rows:
             raise PostNotFound()
         items = [_row_dict(rows[0])]
-        await self._add_extra(items, await reader.user())
+        if self.hooks.has_implementations("extra_post_fields"):
+            await self._add_extra(items, await reader.user())
         return items[0]
 
     async def find(self, session: AsyncSession, *, post_id: int, user: User | None) -> Post:

@@ -94,6 +94,26 @@ def _token_owner_statement() -> Select[User, datetime | None, datetime]:
 _users = cast(Table, User.__table__)
 _USER_FIELDS = tuple(column.key for column in _users.columns)
 _OWNER_WIDTH = len(_USER_FIELDS) + 2  # the user's columns, the session's revoked_at, created_at
+_CHECK_WIDTH = 5  # what a folded read carries: see _token_check_statement
+
+
+def _token_check_statement() -> Select[Any]:
+    """The columns the session check needs, and only those, for a token's ``sub`` and ``sid``:
+    folded into a read, they repeat on every row of a page, so they are kept few."""
+    return (
+        select(
+            _users.c.id.label("token_user_id"),
+            _users.c.is_active.label("token_user_active"),
+            _users.c.token_version.label("token_user_version"),
+            AuthSession.revoked_at.label("session_revoked_at"),
+            AuthSession.created_at.label("session_created_at"),
+        )
+        .join(AuthSession, AuthSession.user_id == _users.c.id)
+        .where(
+            _users.c.id == bindparam("token_user_id"),
+            AuthSession.id == bindparam("token_session_id"),
+        )
+    )
 
 
 def _token_owner_columns_statement() -> Select[Any]:
@@ -129,7 +149,7 @@ class ReadAccess:
     Anonymous readers (``public_reads``) have no claims: :meth:`user` is ``None``.
     """
 
-    __slots__ = ("_checked", "_claims", "_sessions", "_user", "reads")
+    __slots__ = ("_checked", "_claims", "_loaded", "_sessions", "_user", "reads")
 
     def __init__(self, reads: DriverReads, sessions: Sessions, claims: AccessClaims | None) -> None:
         self.reads = reads
@@ -137,6 +157,7 @@ class ReadAccess:
         self._claims = claims
         self._user: User | None = None
         self._checked = claims is None
+        self._loaded = claims is None  # the User itself (a fold checks without loading it)
 
     @property
     def reader_id(self) -> int | None:
@@ -146,10 +167,10 @@ class ReadAccess:
     async def user(self) -> User | None:
         """The reader, checked (:class:`~postkit.errors.InvalidToken` if the token's session
         is revoked or expired, or its user inactive or logged out everywhere)."""
-        if not self._checked:
+        if not self._loaded:
             assert self._claims is not None
             self._user = await self._sessions.check_on(self.reads, self._claims)
-            self._checked = True
+            self._checked = self._loaded = True
         return self._user
 
     async def fetch(
@@ -165,10 +186,10 @@ class ReadAccess:
         if self._checked:
             return await self.reads.fetch(statement, params)
         assert self._claims is not None
-        user, rows = await self._sessions.fetch_checked(
+        rows = await self._sessions.fetch_checked(
             self.reads, self._claims, statement, params, order_desc=order_desc
         )
-        self._user, self._checked = user, True
+        self._checked = True
         return rows
 
 
@@ -238,6 +259,7 @@ class Sessions:
         self.max_lifetime = max_lifetime
         self._token_owner = _token_owner_statement()
         self._token_owner_columns = _token_owner_columns_statement()
+        self._token_check = _token_check_statement()
         self._folded: dict[tuple[int, tuple[str, ...]], tuple[Select[Any], Select[Any]]] = {}
 
     def _expired(self, created_at: datetime, now: datetime) -> bool:
@@ -286,6 +308,26 @@ class Sessions:
             raise InvalidToken()
         return self._checked_row(row, claims)
 
+    async def check_live(self, reads: DriverReads, claims: AccessClaims) -> None:
+        """:meth:`check_on`'s checks without loading the user: one short statement.
+
+        :raises InvalidToken: for every reason a token fails, alike.
+        """
+        row = await reads.first(self._token_check, self._owner_params(claims))
+        if row is None:
+            raise InvalidToken()
+        self._check_values(row, claims)
+
+    def _check_values(self, row: Sequence[Any], claims: AccessClaims) -> None:
+        _user_id, active, version, revoked_at, created_at = row[:_CHECK_WIDTH]
+        if (
+            revoked_at is not None
+            or self._expired(created_at, utcnow())
+            or not active
+            or version != claims.token_version
+        ):
+            raise InvalidToken()
+
     async def fetch_checked(
         self,
         reads: DriverReads,
@@ -294,9 +336,10 @@ class Sessions:
         params: dict[str, Any],
         *,
         order_desc: tuple[str, ...] = (),
-    ) -> tuple[User, list[Row]]:
-        """:meth:`check_on` and ``statement`` in one round trip: the token owner's row, outer
-        joined to the statement's rows. Nothing is answered unless the check passes.
+    ) -> list[Row]:
+        """:meth:`check_on`'s checks and ``statement`` in one round trip: the token's session
+        row (the few columns the check needs), outer joined to the statement's rows. Nothing
+        is answered unless the check passes.
 
         :raises InvalidToken: for every reason a token fails, alike.
         """
@@ -304,17 +347,17 @@ class Sessions:
         rows = await reads.fetch(folded, {**params, **self._owner_params(claims)})
         if not rows:
             raise InvalidToken()
-        user = self._checked_row(rows[0], claims)
-        if rows[0][_OWNER_WIDTH] is None:
-            return user, []  # the owner row alone: the statement selected nothing
-        return user, [row[_OWNER_WIDTH:] for row in rows]
+        self._check_values(rows[0], claims)
+        if rows[0][_CHECK_WIDTH] is None:
+            return []  # the session row alone: the statement selected nothing
+        return [row[_CHECK_WIDTH:] for row in rows]
 
     def _fold(self, statement: Select[Any], order_desc: tuple[str, ...]) -> Select[Any]:
         key = (id(statement), order_desc)
         cached = self._folded.get(key)
         if cached is not None and cached[0] is statement:
             return cached[1]
-        owner = self._token_owner_columns.subquery("postkit_reader")
+        owner = self._token_check.subquery("postkit_reader")
         read = statement.subquery("postkit_read")
         folded = select(*owner.c, *read.c).select_from(owner.outerjoin(read, true()))
         if order_desc:
