@@ -25,6 +25,7 @@ import hashlib
 import importlib.util
 import os
 import secrets
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -131,12 +132,20 @@ class Unauthorized(Exception):
         self.detail, self.code = detail, code
 
 
-async def authenticate(request: Request, connection: asyncpg.Connection) -> int:
-    """Verify the bearer token and the user row behind it; return the user id."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthorized(*UNAUTHENTICATED)
+_VERIFIED: dict[str, tuple[int, int, str, float]] = {}
+"""Verified tokens and their expiry, as postkit keeps them (``TokenCodec``): the next request
+with the same token checks only ``exp``; the session is still checked in the database."""
+
+
+def verified_claims(token: str) -> tuple[int, int, str]:
+    """The user id, token version and session id of a valid token (signature checked once)."""
+    remembered = _VERIFIED.get(token)
+    if remembered is not None:
+        user_id, version, session_id, expires = remembered
+        if time.time() < expires + 30:
+            return user_id, version, session_id
+        del _VERIFIED[token]
+        raise Unauthorized(*INVALID_TOKEN)
     config = state.config
     try:
         if jwt.get_unverified_header(token).get("kid") != config.kid:
@@ -152,11 +161,25 @@ async def authenticate(request: Request, connection: asyncpg.Connection) -> int:
         )
         user_id = int(claims["sub"])
         version = int(claims.get("ver", 0))
+        expires = float(claims["exp"])
     except (jwt.PyJWTError, ValueError, TypeError, KeyError):
         raise Unauthorized(*INVALID_TOKEN) from None
     session_id = claims.get("sid")
     if not isinstance(session_id, str):
         raise Unauthorized(*INVALID_TOKEN)
+    if len(_VERIFIED) >= 4096:
+        _VERIFIED.clear()
+    _VERIFIED[token] = (user_id, version, session_id, expires)
+    return user_id, version, session_id
+
+
+async def authenticate(request: Request, connection: asyncpg.Connection) -> int:
+    """Verify the bearer token and the user row behind it; return the user id."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized(*UNAUTHENTICATED)
+    user_id, version, session_id = verified_claims(token)
     row = await connection.fetchrow(
         """
         SELECT u.is_active, u.token_version, s.revoked_at IS NOT NULL AS revoked
