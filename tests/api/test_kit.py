@@ -147,7 +147,7 @@ async def test_host_code_sample_runs(settings_factory, new_user):
         welcomed = await http.post("/welcome", headers=alice.headers)
         assert welcomed.status_code == 200, welcomed.text
         body = welcomed.json()
-        assert body["votes"] == 1
+        assert body["score"] == 1
         post = await http.get(f"/posts/{body['post_id']}", headers=bob.headers)
         assert post.json()["votes"] == 1  # committed by the services, seen by another request
         owner = await http.get(f"/posts/{body['post_id']}/owner", headers=bob.headers)

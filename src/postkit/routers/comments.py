@@ -266,11 +266,13 @@ def get_comments_router(
         session: Session,
         user: CurrentUser,
         response: Response,
-        body: Annotated[CommentVoteIn | None, Body()] = None,
+        # Optional (no body is an up-vote) but never null: a nullable optional body makes
+        # generated clients send their "unset" marker.
+        body: Annotated[CommentVoteIn, Body()] = CommentVoteIn(),
     ) -> dict[str, int]:
         """Vote a comment up (no body, or `{"dir": 1}`) or down (`{"dir": -1}`); safe to retry
         (201 when the vote is new or changed, 200 when it already was so)."""
-        direction = body.dir if body is not None else 1
+        direction = body.dir
         outcome = await comments.vote(
             session, comment_id=comment_id, user=user, direction=direction
         )

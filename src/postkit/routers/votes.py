@@ -69,12 +69,14 @@ def get_votes_router(votes: Votes, deps: Dependencies) -> APIRouter:
     async def put_vote(
         post_id: ItemId,
         writer: Writer,
-        body: Annotated[VoteValue | None, Body()] = None,
+        # Optional (no body is an up-vote) but never null: a nullable optional body makes
+        # generated clients send their "unset" marker.
+        body: Annotated[VoteValue, Body()] = VoteValue(),
     ) -> Response:
         """Vote on a post: up without a body or with `{"dir": 1}`, down with `{"dir": -1}`.
         Safe to retry: 201 when the vote is new or switched direction, 200 when it already
         was so."""
-        direction = body.dir if body is not None else 1
+        direction = body.dir
         outcome = await votes.cast_for(writer, post_id=post_id, strict=False, direction=direction)
         code = status.HTTP_201_CREATED if outcome.changed else status.HTTP_200_OK
         return json_response(_state(outcome), status_code=code)
