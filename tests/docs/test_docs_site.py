@@ -154,7 +154,7 @@ def test_getting_started_runs_end_to_end(tmp_path: Path) -> None:
             timeout=60,
         )
     assert client.returncode == 0, client.stderr + server.log
-    assert re.search(r"1 vote\(s\)  'Hello, feed' by user_\w+", client.stdout), client.stdout
+    assert re.search(r"1 point\(s\)  'Hello, feed' by user_\w+", client.stdout), client.stdout
     assert re.search(r"Hello, user_\w+!", client.stdout), client.stdout
     assert (tmp_path / "feed.db").is_file()  # auto_migrate created the database where it said
 

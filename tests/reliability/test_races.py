@@ -118,7 +118,10 @@ def test_identical_concurrent_votes_count_once(race_server: tuple[LiveProcess, s
     server, url = race_server
 
     async def scenario() -> None:
-        async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+        # Idle connections are not reused past a second: the server closes them after its
+        # keep-alive (5 s), and a request sent as it does so fails with ReadError.
+        limits = httpx.Limits(keepalive_expiry=1.0)
+        async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as http:
             owner, voter = await _accounts(http, 2)
             (post,) = await _create_posts(http, owner, 1)
             vote = {"post_id": post, "dir": 1}
