@@ -34,13 +34,10 @@ revisions under the comment's lock, in the edit's transaction.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 
 from sqlalchemy import (
@@ -87,7 +84,14 @@ from postkit.models import (
 )
 from postkit.plugins import HookRunner
 from postkit.ranking import rank_scores
-from postkit.services.posts import Posts, _Reader, _SessionReader
+from postkit.services.posts import (
+    Posts,
+    _Reader,
+    _SessionReader,
+    cursor_timestamp,
+    encode_cursor,
+    read_cursor,
+)
 from postkit.services.sessions import ReadAccess
 
 if TYPE_CHECKING:
@@ -154,9 +158,7 @@ _SORT_INDEX = {sort: _COLUMN_KEYS.index(column.key) for sort, column in _SORT_KE
 
 
 def _encode_cursor(scope: str, key: datetime | float, comment_id: int) -> str:
-    value = key.isoformat() if isinstance(key, datetime) else key
-    raw = json.dumps({"s": f"comments.{scope}", "k": value, "i": comment_id}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).rstrip(b"=").decode()
+    return encode_cursor(f"comments.{scope}", key, comment_id)
 
 
 def _decode_cursor(cursor: str, scope: str) -> tuple[Any, int]:
@@ -165,13 +167,7 @@ def _decode_cursor(cursor: str, scope: str) -> tuple[Any, int]:
     :raises InvalidCursor: a cursor postkit did not issue, or issued for another sort (or for
         the post feed).
     """
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        payload = json.loads(raw)
-    except (binascii.Error, ValueError, RecursionError):
-        raise InvalidCursor("not a cursor postkit issued") from None
-    if not isinstance(payload, dict) or set(payload) != {"s", "k", "i"}:
-        raise InvalidCursor("not a cursor postkit issued")
+    payload = read_cursor(cursor)
     expected = f"comments.{scope}"
     if payload["s"] != expected:
         raise InvalidCursor(f"it belongs to {payload['s']!r}, not to {expected!r}")
@@ -186,15 +182,7 @@ def _decode_cursor(cursor: str, scope: str) -> tuple[Any, int]:
         if type(key) not in (int, float) or not 0.0 <= key <= 1.0:
             raise InvalidCursor("bad key")
         return float(key), comment_id
-    try:
-        created_at = datetime.fromisoformat(key) if isinstance(key, str) else None
-        if created_at is not None and created_at.tzinfo is not None:
-            created_at = created_at.astimezone(timezone.utc)
-    except (ValueError, OverflowError):
-        created_at = None
-    if created_at is None or created_at.tzinfo is None:
-        raise InvalidCursor("bad timestamp")
-    return created_at, comment_id
+    return cursor_timestamp(key), comment_id
 
 
 # --- Statements ---------------------------------------------------------------------------------

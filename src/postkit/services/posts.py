@@ -164,13 +164,7 @@ def decode_cursor(cursor: str, kind: str) -> tuple[datetime | int | float, int]:
 
     :raises InvalidCursor: a cursor postkit did not issue, or issued for another kind of page.
     """
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        payload = json.loads(raw, parse_constant=_refuse_constant)
-    except (binascii.Error, ValueError, RecursionError):
-        raise InvalidCursor("not a cursor postkit issued") from None
-    if not isinstance(payload, dict) or set(payload) != {"s", "k", "i"}:
-        raise InvalidCursor("not a cursor postkit issued")
+    payload = read_cursor(cursor)
     if payload["s"] != kind:
         raise InvalidCursor(f"it belongs to sort={payload['s']!r}, not sort={kind!r}")
     post_id = payload["i"]
@@ -185,6 +179,30 @@ def decode_cursor(cursor: str, kind: str) -> tuple[datetime | int | float, int]:
         if type(key) is not int or not -(2**31) <= key <= MAX_ID:
             raise InvalidCursor("bad vote count")
         return key, post_id
+    return cursor_timestamp(key), post_id
+
+
+def read_cursor(cursor: str) -> dict[str, Any]:
+    """The payload of a cursor :func:`encode_cursor` wrote (``s``, ``k``, ``i``), unchecked
+    beyond its shape: each kind of page checks its own key and id.
+
+    :raises InvalidCursor: not a cursor postkit issued.
+    """
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        payload = json.loads(raw, parse_constant=_refuse_constant)
+    except (binascii.Error, ValueError, RecursionError):
+        raise InvalidCursor("not a cursor postkit issued") from None
+    if not isinstance(payload, dict) or set(payload) != {"s", "k", "i"}:
+        raise InvalidCursor("not a cursor postkit issued")
+    return payload
+
+
+def cursor_timestamp(key: Any) -> datetime:
+    """A cursor's timestamp key, in UTC.
+
+    :raises InvalidCursor: not an aware ISO timestamp, or one with no UTC instant.
+    """
     try:
         created_at = datetime.fromisoformat(key) if isinstance(key, str) else None
         if created_at is not None and created_at.tzinfo is not None:
@@ -193,7 +211,7 @@ def decode_cursor(cursor: str, kind: str) -> tuple[datetime | int | float, int]:
         created_at = None
     if created_at is None or created_at.tzinfo is None:
         raise InvalidCursor("bad timestamp")
-    return created_at, post_id
+    return created_at
 
 
 def next_cursor(sort: Sort, window: TopWindow, row: Any) -> str:
