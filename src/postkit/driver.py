@@ -205,29 +205,53 @@ def _processed(raw: Sequence[Row], processors: tuple[tuple[int, Processor], ...]
 
 class StatementCache:
     """Compiled statements of one engine, by SQLAlchemy cache key (bounded: the oldest shapes
-    are forgotten first)."""
+    are forgotten first).
 
-    def __init__(self, dialect: Dialect, *, size: int = 500) -> None:
+    A statement object met again (one built once, with bound parameters, as the services keep
+    theirs) is found by identity, without computing its cache key: statements are immutable,
+    and each remembered one is held, so its identity cannot pass to another object meanwhile.
+    """
+
+    def __init__(self, dialect: Dialect, *, size: int = 500, known: int = 64) -> None:
         self.dialect = dialect
         self.size = size
+        self.known = known
         self._compiled: dict[Any, CompiledStatement | None] = {}
+        # id(statement) -> (the statement, its compiled shape, the values its key extracted)
+        self._known: dict[int, tuple[Statement, CompiledStatement | None, Any]] = {}
 
     def prepare(
         self, statement: Statement, params: dict[str, Any]
     ) -> tuple[CompiledStatement | _OneOff, list[Any]]:
         """The compiled shape of ``statement`` and its positional arguments for ``params``."""
-        key = statement._generate_cache_key()
-        if key is not None:
-            shape = key.key
-            compiled = (
-                self._compiled[shape] if shape in self._compiled else self._compile(statement, key)
-            )
+        known = self._known.get(id(statement))
+        if known is not None and known[0] is statement:
+            compiled, extracted = known[1], known[2]
             if compiled is not None:
-                return compiled, compiled.arguments(params, key.bindparams)
+                return compiled, compiled.arguments(params, extracted)
+        else:
+            key = statement._generate_cache_key()
+            if key is not None:
+                shape = key.key
+                compiled = (
+                    self._compiled[shape]
+                    if shape in self._compiled
+                    else self._compile(statement, key)
+                )
+                self._remember(statement, compiled, key.bindparams)
+                if compiled is not None:
+                    return compiled, compiled.arguments(params, key.bindparams)
         # Not cacheable (an element without a cache key, or an IN list whose length is part of
         # the SQL): compiled for this execution alone, with its values.
         once = _OneOff(statement, params, self.dialect)
         return once, once.arguments
+
+    def _remember(
+        self, statement: Statement, compiled: CompiledStatement | None, extracted: Any
+    ) -> None:
+        if len(self._known) >= self.known:
+            del self._known[next(iter(self._known))]
+        self._known[id(statement)] = (statement, compiled, extracted)
 
     def _compile(self, statement: Statement, key: Any) -> CompiledStatement | None:
         dialect = self.dialect

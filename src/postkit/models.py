@@ -7,8 +7,9 @@ A host's own models may hold foreign keys to ``postkit_users.id`` (``ForeignKey(
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -30,6 +31,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm.attributes import instance_dict
 from sqlalchemy.types import TypeDecorator
 
 USER_AGENT_MAX_LENGTH = 255
@@ -55,6 +57,7 @@ __all__ = [
     "RefreshToken",
     "User",
     "Vote",
+    "detached",
     "metadata",
     "utcnow",
 ]
@@ -72,6 +75,18 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+_Model = TypeVar("_Model", bound="Base")
+
+
+def detached(model: type[_Model], values: Iterable[tuple[str, Any]]) -> _Model:
+    """An instance of ``model`` outside any session, as if loaded and then detached: ``values``
+    (attribute name, value) are its committed state, with nothing pending to flush and no
+    events fired (what ``set_committed_value`` does one attribute at a time)."""
+    instance: _Model = model.__mapper__.class_manager.new_instance()
+    instance_dict(instance).update(values)
+    return instance
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -31,7 +31,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from postkit.driver import Transaction
 from postkit.errors import InvalidCursor, NotPostOwner, PostNotFound
-from postkit.models import MAX_ID, Post, PostRevision, User, utcnow
+from postkit.models import MAX_ID, Post, PostRevision, User, detached, utcnow
 from postkit.plugins import HookRunner
 from postkit.ranking import RANKS
 from postkit.services.sessions import ReadAccess
@@ -241,12 +241,8 @@ def _find_columns_statement() -> FeedSelect:
 
 def _detached_post(row: Sequence[Any]) -> Post:
     # A Post outside any session, as if loaded and detached, with its owner's public part.
-    post: Post = Post.__mapper__.class_manager.new_instance()
-    for field, value in zip(_POST_FIELDS, row, strict=False):
-        set_committed_value(post, field, value)
-    owner: User = User.__mapper__.class_manager.new_instance()
-    set_committed_value(owner, "id", post.owner_id)
-    set_committed_value(owner, "username", row[len(_POST_FIELDS)])
+    post = detached(Post, zip(_POST_FIELDS, row, strict=False))
+    owner = detached(User, (("id", post.owner_id), ("username", row[len(_POST_FIELDS)])))
     set_committed_value(post, "owner", owner)
     return post
 

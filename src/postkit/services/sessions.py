@@ -22,11 +22,10 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, Select, Table, bindparam, delete, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.attributes import set_committed_value
 
 from postkit.driver import DriverReads, Row, Transaction
 from postkit.errors import EmailNotVerified, InvalidRefreshToken, InvalidToken, SessionNotFound
-from postkit.models import USER_AGENT_MAX_LENGTH, AuthSession, RefreshToken, User, utcnow
+from postkit.models import USER_AGENT_MAX_LENGTH, AuthSession, RefreshToken, User, detached, utcnow
 from postkit.security import (
     AccessClaims,
     TokenCodec,
@@ -134,10 +133,7 @@ def _token_owner_columns_statement() -> Select[Any]:
 
 def _detached_user(values: Sequence[Any]) -> User:
     # A User outside any session, as if loaded and detached (no pending changes to flush).
-    user: User = User.__mapper__.class_manager.new_instance()
-    for field, value in zip(_USER_FIELDS, values, strict=False):
-        set_committed_value(user, field, value)
-    return user
+    return detached(User, zip(_USER_FIELDS, values, strict=False))
 
 
 class ReadAccess:

@@ -18,6 +18,7 @@ vote can interleave between the counters and the ranks computed from them.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -74,14 +75,47 @@ class VoteOutcome:
         return self.score
 
 
-def _insert_vote(dialect: str, values: dict[str, Any]) -> Insert:
+@functools.cache
+def _insert_vote(dialect: str) -> Insert:
+    """The vote's ``INSERT ... ON CONFLICT DO NOTHING RETURNING weight`` for ``dialect``, built
+    once, with bound ``user_id``, ``post_id``, ``weight``, ``direction`` and ``created_at``."""
     insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
     return (
         insert(_votes)
-        .values(**values)
+        .values(
+            user_id=bindparam("user_id"),
+            post_id=bindparam("post_id"),
+            weight=bindparam("weight"),
+            direction=bindparam("direction"),
+            created_at=bindparam("created_at", type_=_votes.c.created_at.type),
+        )
         .on_conflict_do_nothing(index_elements=[_votes.c.user_id, _votes.c.post_id])
         .returning(_votes.c.weight)
     )
+
+
+# The other statements of a vote, built once with bound values (``user_id``, ``post_id``, ...):
+# the fast path then finds each one's compiled SQL by identity, with no cache key to compute.
+_vote_key = and_(_votes.c.user_id == bindparam("user_id"), _votes.c.post_id == bindparam("post_id"))
+_lock_vote = select(_votes.c.weight, _votes.c.direction).where(_vote_key).with_for_update()
+_switch_vote = (
+    update(_votes)
+    .where(_vote_key)
+    .values(weight=bindparam("weight"), direction=bindparam("direction"))
+)
+_delete_vote = delete(_votes).where(_vote_key).returning(_votes.c.weight, _votes.c.direction)
+_move_counts_update = (
+    update(_posts)
+    .where(_posts.c.id == bindparam("post_id"))
+    .values(
+        vote_count=_posts.c.vote_count + bindparam("score", type_=_posts.c.vote_count.type),
+        upvotes=_posts.c.upvotes + bindparam("upvotes", type_=_posts.c.upvotes.type),
+        downvotes=_posts.c.downvotes + bindparam("downvotes", type_=_posts.c.downvotes.type),
+        # A vote is not an edit: keep updated_at (the column's onupdate would move it).
+        updated_at=_posts.c.updated_at,
+    )
+    .returning(_posts.c.vote_count, _posts.c.upvotes, _posts.c.downvotes, _posts.c.created_at)
+)
 
 
 def _counter_deltas(direction: int, sign: int) -> tuple[int, int]:
@@ -93,19 +127,10 @@ def _counter_deltas(direction: int, sign: int) -> tuple[int, int]:
 async def _move_counts(
     transaction: Transaction, post_id: int, *, score: int, upvotes: int, downvotes: int
 ) -> tuple[Counts, Any]:
-    statement = (
-        update(_posts)
-        .where(_posts.c.id == post_id)
-        .values(
-            vote_count=_posts.c.vote_count + score,
-            upvotes=_posts.c.upvotes + upvotes,
-            downvotes=_posts.c.downvotes + downvotes,
-            # A vote is not an edit: keep updated_at (the column's onupdate would move it).
-            updated_at=_posts.c.updated_at,
-        )
-        .returning(_posts.c.vote_count, _posts.c.upvotes, _posts.c.downvotes, _posts.c.created_at)
+    rows = await transaction.execute(
+        _move_counts_update,
+        {"post_id": post_id, "score": score, "upvotes": upvotes, "downvotes": downvotes},
     )
-    rows = await transaction.execute(statement)
     row = rows[0] if rows else None
     if row is None:
         # The post was deleted after the lookup (its votes went with it): nothing to count.
@@ -263,18 +288,12 @@ class Votes:
     ) -> tuple[VoteOutcome, dict[str, Any] | None]:
         await self.hooks.call("validate_vote", post=post, user=user, direction=direction)
         weight = direction * await self._weight(post, user, direction)
-        dialect = transaction.dialect_name
-        key = and_(_votes.c.user_id == user.id, _votes.c.post_id == post.id)
-        values = {
-            "user_id": user.id,
-            "post_id": post.id,
-            "weight": weight,
-            "direction": direction,
-            "created_at": utcnow(),
-        }
+        insert = _insert_vote(transaction.dialect_name)
+        key = {"user_id": user.id, "post_id": post.id}
+        values = {**key, "weight": weight, "direction": direction, "created_at": utcnow()}
         for _ in range(_MAX_ROUNDS):
             try:
-                inserted = await transaction.execute(_insert_vote(dialect, values))
+                inserted = await transaction.execute(insert, values)
             except IntegrityError:
                 # The post was deleted between the lookup and the insert.
                 raise PostNotFound() from None
@@ -288,9 +307,7 @@ class Votes:
                     direction=direction,
                     previous=0,
                 )
-            found = await transaction.execute(
-                select(_votes.c.weight, _votes.c.direction).where(key).with_for_update()
-            )
+            found = await transaction.execute(_lock_vote, key)
             existing = found[0] if found else None
             if existing is None:
                 continue  # removed since the INSERT saw it: insert again
@@ -301,7 +318,7 @@ class Votes:
                     transaction, post, user, moved=None, direction=direction, previous=direction
                 )
             await transaction.execute(
-                update(_votes).where(key).values(weight=weight, direction=direction)
+                _switch_vote, {**key, "weight": weight, "direction": direction}
             )
             up, down = _counter_deltas(direction, 1)
             old_up, old_down = _counter_deltas(existing.direction, -1)
@@ -347,12 +364,7 @@ class Votes:
         self, transaction: Transaction, post: Post, user: User, strict: bool
     ) -> tuple[VoteOutcome, dict[str, Any] | None]:
         await self.hooks.call("validate_vote", post=post, user=user, direction=0)
-        statement = (
-            delete(_votes)
-            .where(_votes.c.user_id == user.id, _votes.c.post_id == post.id)
-            .returning(_votes.c.weight, _votes.c.direction)
-        )
-        found = await transaction.execute(statement)
+        found = await transaction.execute(_delete_vote, {"user_id": user.id, "post_id": post.id})
         removed = found[0] if found else None
         if removed is None:
             if strict:
