@@ -149,6 +149,13 @@ class Dependencies:
         else:
             policy = self.rate_limits.policy(name)
         limits = self.rate_limits
+        if not limits.active(policy.name):
+            # Off (no rate, or rate limits disabled): nothing to count or check per request.
+            async def unlimited() -> None:
+                return None
+
+            unlimited.__name__ = f"rate_limit_{policy.name}"
+            return Depends(unlimited)
 
         if policy.per == "address":
 
@@ -170,8 +177,6 @@ class Dependencies:
         ) -> None:
             if when is not None and not await _accepts(when, request):
                 return
-            if not (limits.enabled and policy.rate is not None):
-                return  # this limit is off: nothing to count, nothing to check
             if token:
                 # Only a token whose session is live counts against its account: a stolen
                 # token, once its session is revoked, must not be able to spend the owner's

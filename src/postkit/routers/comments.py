@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from postkit.dependencies import Dependencies
 from postkit.errors import error_responses
 from postkit.models import MAX_ID, User
-from postkit.routers.common import ItemId, json_response
+from postkit.routers.common import ItemId, json_response, paging_headers
 from postkit.schemas.comments import (
     CommentCreate,
     CommentPatch,
@@ -63,13 +63,7 @@ def _check_body_length(body: str, limit: int) -> None:
 
 
 def _paged(request: Request, items: object, next_cursor: str | None) -> Response:
-    headers = None
-    if next_cursor is not None:
-        next_url = request.url.remove_query_params(["cursor"]).include_query_params(
-            cursor=next_cursor
-        )
-        headers = {"Link": f'<{next_url}>; rel="next"', "X-Next-Cursor": next_cursor}
-    return json_response(items, headers=headers)
+    return json_response(items, headers=paging_headers(request, next_cursor))
 
 
 def _vote_state(outcome: CommentVoteOutcome) -> dict[str, int]:

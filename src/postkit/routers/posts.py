@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from postkit.dependencies import Dependencies
 from postkit.errors import error_responses
 from postkit.models import MAX_ID, User
-from postkit.routers.common import ItemId, json_response
+from postkit.routers.common import ItemId, json_response, paging_headers
 from postkit.schemas.posts import (
     PostCreate,
     PostPatch,
@@ -115,12 +115,8 @@ def _check_window(sort: Sort, window: TopWindow | None) -> TopWindow:
 
 
 def _next_page_headers(request: Request, cursor: str | None) -> dict[str, str] | None:
-    if cursor is None:
-        return None
-    next_url = request.url.remove_query_params(["cursor", "skip"]).include_query_params(
-        cursor=cursor
-    )
-    return {"Link": f'<{next_url}>; rel="next"', "X-Next-Cursor": cursor}
+    # A cursor page starts after its cursor: an offset given with the first page goes too.
+    return paging_headers(request, cursor, replaces=("cursor", "skip"))
 
 
 def _is_search(request: Request) -> bool:
