@@ -12,31 +12,44 @@ from postkit.schemas.users import PASSWORD_MAX_LENGTH
 from postkit.services.accounts import Accounts
 from postkit.services.sessions import IssuedTokens, Sessions
 
-__all__ = ["LoginForm", "get_auth_router"]
+__all__ = ["LoginForm", "get_auth_router", "login_form"]
+
+
+_Username = Annotated[
+    str, Form(min_length=1, max_length=320, description="The email or the username.")
+]
+_Password = Annotated[
+    str,
+    Form(min_length=1, max_length=PASSWORD_MAX_LENGTH, json_schema_extra={"format": "password"}),
+]
+_GrantType = Annotated[str | None, Form(pattern="^password$")]
 
 
 class LoginForm:
     """The OAuth2 password grant form (what Swagger UI's "Authorize" button sends), with the
-    limits postkit enforces written into the schema. Other OAuth2 fields are ignored."""
+    limits postkit enforces written into the schema. Other OAuth2 fields are ignored.
+
+    The login route reads it through :func:`login_form`.
+    """
 
     def __init__(
-        self,
-        username: Annotated[
-            str, Form(min_length=1, max_length=320, description="The email or the username.")
-        ],
-        password: Annotated[
-            str,
-            Form(
-                min_length=1,
-                max_length=PASSWORD_MAX_LENGTH,
-                json_schema_extra={"format": "password"},
-            ),
-        ],
-        grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+        self, username: _Username, password: _Password, grant_type: _GrantType = None
     ) -> None:
         self.username = username
         self.password = password
         self.grant_type = grant_type
+
+
+async def login_form(
+    username: _Username, password: _Password, grant_type: _GrantType = None
+) -> LoginForm:
+    """The :class:`LoginForm` dependency, awaited on the event loop.
+
+    ``Depends(LoginForm)`` would work too, but FastAPI runs a synchronous callable (a class's
+    ``__init__``) in its thread pool: one thread hop per login, and up to 40 threads (their
+    stacks and malloc arenas) kept for the life of the worker after a burst of logins.
+    """
+    return LoginForm(username=username, password=password, grant_type=grant_type)
 
 
 NO_STORE_HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -86,7 +99,7 @@ def get_auth_router(accounts: Accounts, sessions: Sessions, deps: Dependencies) 
         dependencies=[deps.rate_limit("login")],
     )
     async def login(
-        form: Annotated[LoginForm, Depends()],
+        form: Annotated[LoginForm, Depends(login_form)],
         session: Session,
         request: Request,
         response: Response,
