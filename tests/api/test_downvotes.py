@@ -338,3 +338,32 @@ async def test_account_deletion_keeps_counters_exact_with_downvotes(client, new_
     await assert_exact(client, posts[0], (1, 1, 0))
     await assert_exact(client, posts[1], (-1, 0, 1))
     await assert_exact(client, posts[2], (0, 0, 0))
+
+
+async def test_host_code_votes_switch_and_remove_through_a_session(client, new_user):
+    # kit.votes.cast/remove with the host's own session run the same statements through
+    # SQLAlchemy's execution (not the routes' driver path): the switch and the removal too.
+    author, voter = await new_user(client), await new_user(client)
+    pid = (await make_post(client, author))["id"]
+    kit = client.kit
+    async with kit.db.sessionmaker() as session:
+        user = await kit.accounts.find_by_login(session, login=voter.username)
+        assert user is not None
+        up = await kit.votes.cast(session, post_id=pid, user=user, strict=True)
+        assert (up.changed, up.direction, up.score, up.upvotes, up.downvotes) == (True, 1, 1, 1, 0)
+        down = await kit.votes.cast(session, post_id=pid, user=user, strict=True, direction=-1)
+        assert (down.changed, down.direction, down.score, down.upvotes, down.downvotes) == (
+            True,
+            -1,
+            -1,
+            0,
+            1,
+        )
+        same = await kit.votes.cast(session, post_id=pid, user=user, strict=False, direction=-1)
+        assert (same.changed, same.score) == (False, -1)
+        await assert_exact(client, pid, (-1, 0, 1))
+        removed = await kit.votes.remove(session, post_id=pid, user=user, strict=True)
+        assert (removed.changed, removed.direction, removed.score) == (True, 0, 0)
+    await assert_exact(client, pid, (0, 0, 0))
+    shown = (await client.get(f"/posts/{pid}", headers=voter.headers)).json()
+    assert (shown["score"], shown["upvotes"], shown["downvotes"]) == (0, 0, 0)

@@ -78,39 +78,43 @@ class VoteOutcome:
 @functools.cache
 def _insert_vote(dialect: str) -> Insert:
     """The vote's ``INSERT ... ON CONFLICT DO NOTHING RETURNING weight`` for ``dialect``, built
-    once, with bound ``user_id``, ``post_id``, ``weight``, ``direction`` and ``created_at``."""
+    once, with bound ``v_user_id``, ``v_post_id``, ``v_weight``, ``v_direction`` and
+    ``v_created_at``."""
     insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
     return (
         insert(_votes)
         .values(
-            user_id=bindparam("user_id"),
-            post_id=bindparam("post_id"),
-            weight=bindparam("weight"),
-            direction=bindparam("direction"),
-            created_at=bindparam("created_at", type_=_votes.c.created_at.type),
+            user_id=bindparam("v_user_id"),
+            post_id=bindparam("v_post_id"),
+            weight=bindparam("v_weight"),
+            direction=bindparam("v_direction"),
+            created_at=bindparam("v_created_at", type_=_votes.c.created_at.type),
         )
         .on_conflict_do_nothing(index_elements=[_votes.c.user_id, _votes.c.post_id])
         .returning(_votes.c.weight)
     )
 
 
-# The other statements of a vote, built once with bound values (``user_id``, ``post_id``, ...):
+# The other statements of a vote, built once with bound values (``v_user_id``, ``v_post_id``,
+# ...; not the columns' own names, which SQLAlchemy keeps for an UPDATE's or INSERT's values):
 # the fast path then finds each one's compiled SQL by identity, with no cache key to compute.
-_vote_key = and_(_votes.c.user_id == bindparam("user_id"), _votes.c.post_id == bindparam("post_id"))
+_vote_key = and_(
+    _votes.c.user_id == bindparam("v_user_id"), _votes.c.post_id == bindparam("v_post_id")
+)
 _lock_vote = select(_votes.c.weight, _votes.c.direction).where(_vote_key).with_for_update()
 _switch_vote = (
     update(_votes)
     .where(_vote_key)
-    .values(weight=bindparam("weight"), direction=bindparam("direction"))
+    .values(weight=bindparam("v_weight"), direction=bindparam("v_direction"))
 )
 _delete_vote = delete(_votes).where(_vote_key).returning(_votes.c.weight, _votes.c.direction)
 _move_counts_update = (
     update(_posts)
-    .where(_posts.c.id == bindparam("post_id"))
+    .where(_posts.c.id == bindparam("v_post_id"))
     .values(
-        vote_count=_posts.c.vote_count + bindparam("score", type_=_posts.c.vote_count.type),
-        upvotes=_posts.c.upvotes + bindparam("upvotes", type_=_posts.c.upvotes.type),
-        downvotes=_posts.c.downvotes + bindparam("downvotes", type_=_posts.c.downvotes.type),
+        vote_count=_posts.c.vote_count + bindparam("v_score", type_=_posts.c.vote_count.type),
+        upvotes=_posts.c.upvotes + bindparam("v_upvotes", type_=_posts.c.upvotes.type),
+        downvotes=_posts.c.downvotes + bindparam("v_downvotes", type_=_posts.c.downvotes.type),
         # A vote is not an edit: keep updated_at (the column's onupdate would move it).
         updated_at=_posts.c.updated_at,
     )
@@ -129,7 +133,7 @@ async def _move_counts(
 ) -> tuple[Counts, Any]:
     rows = await transaction.execute(
         _move_counts_update,
-        {"post_id": post_id, "score": score, "upvotes": upvotes, "downvotes": downvotes},
+        {"v_post_id": post_id, "v_score": score, "v_upvotes": upvotes, "v_downvotes": downvotes},
     )
     row = rows[0] if rows else None
     if row is None:
@@ -289,8 +293,8 @@ class Votes:
         await self.hooks.call("validate_vote", post=post, user=user, direction=direction)
         weight = direction * await self._weight(post, user, direction)
         insert = _insert_vote(transaction.dialect_name)
-        key = {"user_id": user.id, "post_id": post.id}
-        values = {**key, "weight": weight, "direction": direction, "created_at": utcnow()}
+        key = {"v_user_id": user.id, "v_post_id": post.id}
+        values = {**key, "v_weight": weight, "v_direction": direction, "v_created_at": utcnow()}
         for _ in range(_MAX_ROUNDS):
             try:
                 inserted = await transaction.execute(insert, values)
@@ -318,7 +322,7 @@ class Votes:
                     transaction, post, user, moved=None, direction=direction, previous=direction
                 )
             await transaction.execute(
-                _switch_vote, {**key, "weight": weight, "direction": direction}
+                _switch_vote, {**key, "v_weight": weight, "v_direction": direction}
             )
             up, down = _counter_deltas(direction, 1)
             old_up, old_down = _counter_deltas(existing.direction, -1)
@@ -364,7 +368,9 @@ class Votes:
         self, transaction: Transaction, post: Post, user: User, strict: bool
     ) -> tuple[VoteOutcome, dict[str, Any] | None]:
         await self.hooks.call("validate_vote", post=post, user=user, direction=0)
-        found = await transaction.execute(_delete_vote, {"user_id": user.id, "post_id": post.id})
+        found = await transaction.execute(
+            _delete_vote, {"v_user_id": user.id, "v_post_id": post.id}
+        )
         removed = found[0] if found else None
         if removed is None:
             if strict:
