@@ -236,3 +236,58 @@ def test_votes_edits_and_deletes_at_once_keep_exact_counts(
     assert not doomed & set(totals), "deleted posts are gone"
     assert api_votes == {p: totals[p] for p in posts if p not in doomed}
     assert "Traceback" not in server.log, server.log[-6000:]
+
+
+def test_vote_flips_racing_a_delete_never_deadlock(race_server: tuple[LiveProcess, str]) -> None:
+    """Votes switching direction while the post, or the comment voted on, is deleted: a vote
+    locks the post's (or the comment's) row before its own, in the order a delete's cascade
+    takes them, so neither side deadlocks (once a 500 from PostgreSQL's deadlock detector)."""
+    server, url = race_server
+    flips = [{"dir": -1}, {"dir": 1}, {"dir": -1}]
+    statuses: dict[str, Counter[int]] = {"vote": Counter(), "delete": Counter()}
+
+    async def flip(http: httpx.AsyncClient, path: str, voter: TestUser) -> None:
+        for body in flips:
+            r = await http.put(path, json=body, headers=voter.headers)
+            statuses["vote"][r.status_code] += 1
+
+    async def delete_soon(
+        http: httpx.AsyncClient, path: str, owner: TestUser, delay: float
+    ) -> None:
+        await asyncio.sleep(delay)
+        r = await http.delete(path, headers=owner.headers)
+        statuses["delete"][r.status_code] += 1
+
+    async def scenario() -> None:
+        limits = httpx.Limits(keepalive_expiry=1.0)
+        async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as http:
+            owner, *voters = await _accounts(http, 9)
+            for round_ in range(8):
+                (post,) = await _create_posts(http, owner, 1)
+                comment = await http.post(
+                    f"/posts/{post}/comments", json={"body": "c"}, headers=owner.headers
+                )
+                assert comment.status_code == 201, comment.text
+                cid = comment.json()["id"]
+                # Every voter has a vote to switch on the post and on the comment.
+                for v in voters:
+                    assert (await http.put(f"/posts/{post}/vote", headers=v.headers)).is_success
+                    assert (await http.put(f"/comments/{cid}/vote", headers=v.headers)).is_success
+                target = ["post", "comment", "post-of-comment"][round_ % 3]
+                vote_path = f"/posts/{post}/vote" if target == "post" else f"/comments/{cid}/vote"
+                doomed = f"/comments/{cid}" if target == "comment" else f"/posts/{post}"
+                await asyncio.gather(
+                    *(flip(http, vote_path, v) for v in voters),
+                    delete_soon(http, doomed, owner, 0.005 * (round_ % 4)),
+                )
+
+    try:
+        asyncio.run(scenario())
+    except httpx.TransportError as exc:  # a worker that failed mid-request: say why
+        raise AssertionError(server.log[-6000:]) from exc
+    assert set(statuses["vote"]) <= {200, 201, 404}, (statuses, server.log[-6000:])
+    assert statuses["delete"] == Counter({204: 8}), (statuses, server.log[-6000:])
+    assert "Traceback" not in server.log, server.log[-6000:]
+    state = asyncio.run(_integrity(url))
+    assert state["wrong_counts"] == [], state
+    assert state["orphans"] == 0, state

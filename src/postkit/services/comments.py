@@ -957,6 +957,24 @@ class Comments:
             "validate_comment_vote", comment=comment, user=user, direction=direction
         )
         new = direction * await self._weight(comment, user, direction) if direction else 0
+        # Locks in the order a delete of the post (post, comments, their votes) or of the
+        # comment (post, comment, ancestors) takes them, so that PostgreSQL never finds a
+        # cycle: the post's row (FOR KEY SHARE, what the comment's updates check against it),
+        # then the comment's (FOR NO KEY UPDATE, what its counter update takes), then the
+        # vote's. SQLite, with its one writer, renders neither.
+        await session.execute(
+            select(_posts.c.id)
+            .where(_posts.c.id == comment.post_id)
+            .with_for_update(read=True, key_share=True)
+        )
+        locked = await session.scalar(
+            select(_comments.c.id)
+            .where(_comments.c.id == comment.id, _comments.c.deleted_at.is_(None))
+            .with_for_update(key_share=True)
+        )
+        if locked is None:
+            await session.rollback()
+            raise CommentNotFound()  # deleted since it was read
         try:
             old = await self._replace_vote(session, comment.id, user.id, new)
         except IntegrityError:

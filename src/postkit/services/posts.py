@@ -228,15 +228,23 @@ _POST_FIELDS = tuple(column.key for column in _posts_table.columns)
 
 
 @functools.cache
-def _find_columns_statement() -> FeedSelect:
+def _find_columns_statement(lock: bool = False) -> FeedSelect:
     """:func:`_find_post_statement` as plain columns (every column of the post, then its
-    owner's username), for writes on the fast path."""
+    owner's username), for writes on the fast path; ``lock``: with the post's row lock."""
     statement: FeedSelect = (
         select(*_posts_table.columns, User.username.label("owner_username"))
         .join(User, User.id == Post.owner_id)
         .where(Post.id == bindparam("post_id"), _visible_to_reader())
     )
-    return statement
+    return _locked(statement) if lock else statement
+
+
+def _locked(statement: Any) -> Any:
+    # FOR NO KEY UPDATE OF the post's row (nothing on SQLite, whose writer holds the one
+    # write lock): the lock a counter update takes, taken first, so that a transaction that
+    # then locks rows referring to the post (votes) never waits to upgrade its lock on the
+    # post while a delete of the post waits for those rows (a deadlock on PostgreSQL).
+    return statement.with_for_update(key_share=True, of=_posts_table)
 
 
 def _detached_post(row: Sequence[Any]) -> Post:
@@ -725,7 +733,9 @@ class Posts:
             await self._add_extra(items, await reader.user())
         return items[0]
 
-    async def find(self, session: AsyncSession, *, post_id: int, user: User | None) -> Post:
+    async def find(
+        self, session: AsyncSession, *, post_id: int, user: User | None, lock: bool = False
+    ) -> Post:
         """The ORM post ``user`` may see (owner loaded), for a write, a vote or a host route
         that acts on posts (bookmarks, reports)::
 
@@ -734,12 +744,18 @@ class Posts:
         The same rules as every read: drafts only for their owner, and every plugin's
         ``post_query_filters``.
 
+        ``lock=True`` also locks the post's row until the transaction ends (``FOR NO KEY
+        UPDATE``, as an update of its counters would), before the caller touches rows that
+        refer to it: how a vote avoids deadlocking with a delete of the post.
+
         :raises PostNotFound: no such post, or one ``user`` may not see (a host route answers
             it 404 with no check of its own).
         """
         if not 1 <= post_id <= MAX_ID:
             raise PostNotFound()
         statement = _find_post_statement()
+        if lock:
+            statement = _locked(statement)
         plugin_filters = await self._plugin_filters(user)
         if plugin_filters:
             statement = statement.where(*plugin_filters)
@@ -752,15 +768,17 @@ class Posts:
             raise PostNotFound()
         return post
 
-    async def find_in(self, transaction: Transaction, *, post_id: int, user: User) -> Post:
-        """:meth:`find` on the fast path of writes: the same rules, in ``transaction``; the
-        post comes back detached, with its owner's id and username.
+    async def find_in(
+        self, transaction: Transaction, *, post_id: int, user: User, lock: bool = False
+    ) -> Post:
+        """:meth:`find` on the fast path of writes: the same rules (and ``lock``), in
+        ``transaction``; the post comes back detached, with its owner's id and username.
 
         :raises PostNotFound: no such post, or one ``user`` may not see.
         """
         if not 1 <= post_id <= MAX_ID:
             raise PostNotFound()
-        statement = _find_columns_statement()
+        statement = _find_columns_statement(lock)
         plugin_filters = await self._plugin_filters(user)
         if plugin_filters:
             statement = statement.where(*plugin_filters)

@@ -1,6 +1,10 @@
 """Vote rules: one vote per user and post, up or down, exact per-post counters, and the vote
 hooks.
 
+Lock order: the post's row first (its lookup is ``FOR NO KEY UPDATE``, the lock the counter
+update takes), then the vote's; a delete of the post takes the post's row before the votes its
+cascade removes, so the two wait for each other in turn and never deadlock.
+
 Race safety comes from the database, not from check-then-insert: a vote is an ``INSERT ... ON
 CONFLICT DO NOTHING RETURNING weight`` against the ``(user_id, post_id)`` primary key. When a
 vote already exists, it is read back ``FOR UPDATE`` (SQLite holds its one write lock from the
@@ -262,7 +266,7 @@ class Votes:
         :raises VoteRejected: a ``validate_vote`` plugin refused it.
         """
         self._check_direction(direction)
-        post = await self.posts.find(session, post_id=post_id, user=user)
+        post = await self.posts.find(session, post_id=post_id, user=user, lock=True)
         outcome, after = await self._cast(
             SessionTransaction(session), post, user, strict=strict, direction=direction
         )
@@ -280,7 +284,7 @@ class Votes:
         async with writer.transaction() as transaction:
             user = await writer.user_in(transaction)
             self._check_direction(direction)
-            post = await self.posts.find_in(transaction, post_id=post_id, user=user)
+            post = await self.posts.find_in(transaction, post_id=post_id, user=user, lock=True)
             outcome, after = await self._cast(
                 transaction, post, user, strict=strict, direction=direction
             )
@@ -347,7 +351,7 @@ class Votes:
         :raises PostNotFound: no such post, or one ``user`` may not see.
         :raises VoteRejected: a ``validate_vote`` plugin refused it.
         """
-        post = await self.posts.find(session, post_id=post_id, user=user)
+        post = await self.posts.find(session, post_id=post_id, user=user, lock=True)
         outcome, after = await self._remove(SessionTransaction(session), post, user, strict)
         await self._notify(after)
         return outcome
@@ -359,7 +363,7 @@ class Votes:
         """
         async with writer.transaction() as transaction:
             user = await writer.user_in(transaction)
-            post = await self.posts.find_in(transaction, post_id=post_id, user=user)
+            post = await self.posts.find_in(transaction, post_id=post_id, user=user, lock=True)
             outcome, after = await self._remove(transaction, post, user, strict)
         await self._notify(after)
         return outcome
