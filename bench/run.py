@@ -91,7 +91,11 @@ def parse_args(argv: list[str] | None) -> Options:
         or os.environ.get("POSTKIT_TEST_POSTGRES_URL")
         or DEFAULT_SERVER_URL,
     )
-    parser.add_argument("--database", default=DEFAULT_DATABASE)
+    parser.add_argument(
+        "--database",
+        default=DEFAULT_DATABASE,
+        help="the database to DROP, recreate and seed on that server (default: %(default)s)",
+    )
     parser.add_argument(
         "--app",
         choices=["reference", "minimal"],

@@ -61,7 +61,7 @@ def get_votes_router(votes: Votes, deps: Dependencies) -> APIRouter:
         responses={
             200: {"description": "The vote already was as asked; nothing changed"},
             201: {"model": VoteState, "description": "The vote was cast, or switched"},
-            **error_responses(401, 403, 404, 422),
+            **error_responses(401, 403, 404, 413, 422),
             **limited,
         },
         dependencies=[vote_limit],
