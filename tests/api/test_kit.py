@@ -155,3 +155,18 @@ async def test_host_code_sample_runs(settings_factory, new_user):
         missing = await http.get("/posts/999999/owner", headers=bob.headers)
         assert missing.status_code == 404
         assert missing.json() == {"detail": "Post not found", "code": "POST_NOT_FOUND"}
+
+
+async def test_host_job_sample_runs(settings_factory, new_user):
+    """docs/examples/host_job.py: services on a session of the kit's own, outside a request."""
+    app = load_example("host_code").create_app(settings_factory())
+    async with serve_asgi(app) as http:
+        alice = await new_user(http)
+        await make_post(http, alice, title="Draft only", published=False)
+        await make_post(http, alice, title="Morning news")
+    job = load_example("host_job")
+    titles = await job.hottest_titles(settings_factory(), login=alice.username)
+    assert "Morning news" in titles
+    assert "Draft only" in titles  # her own draft: the reader's visibility rules applied
+    strangers = await job.hottest_titles(settings_factory(), login="nobody-by-this-name")
+    assert "Draft only" not in strangers  # an unknown login reads as anonymous
