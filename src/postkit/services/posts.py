@@ -256,15 +256,16 @@ def _detached_post(row: Sequence[Any]) -> Post:
 
 
 @functools.cache
-def _find_post_statement() -> Select[Post]:
-    """:func:`find_post`'s statement, for bound ``post_id`` and ``reader_id``."""
+def _find_post_statement(lock: bool = False) -> Select[Post]:
+    """:meth:`Posts.find`'s statement, for bound ``post_id`` and ``reader_id``; ``lock``: with
+    the post's row lock."""
     statement: Select[Post] = (
         select(Post)
         .join(Post.owner)
         .options(contains_eager(Post.owner))
         .where(Post.id == bindparam("post_id"), _visible_to_reader())
     )
-    return statement
+    return _locked(statement) if lock else statement
 
 
 @functools.cache
@@ -753,9 +754,7 @@ class Posts:
         """
         if not 1 <= post_id <= MAX_ID:
             raise PostNotFound()
-        statement = _find_post_statement()
-        if lock:
-            statement = _locked(statement)
+        statement = _find_post_statement(lock)
         plugin_filters = await self._plugin_filters(user)
         if plugin_filters:
             statement = statement.where(*plugin_filters)
